@@ -1,0 +1,275 @@
+"""Experiment configuration: typed, frozen, validated; loaded from TOML files.
+
+An experiment file overrides only what differs from the defaults below, which are the study's
+own values (full-size STFT input, paper epochs). Values merge in this order, later winning:
+defaults, the experiment file, ``--set section.key=value`` overrides, explicit CLI flags. The
+merged dictionary is validated once, so an unknown key, a wrong type or an out-of-range value
+fails with the key's dotted name before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+from benchmark.errors import BenchmarkError
+
+PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
+#: Keys of a ``[model.<name>]`` table that configure training; every other key is a hyperparameter.
+TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def _list_to_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _tuple_of(item_type):
+    # TOML has arrays, not tuples; accept a list and freeze it so configs stay hashable.
+    return Annotated[tuple[item_type, ...], BeforeValidator(_list_to_tuple)]
+
+
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(_Section):
+    """Where the audio comes from."""
+
+    #: ``synthetic``: the embedded generated data set; ``directory``: a folder-per-genre tree.
+    source: Literal["synthetic", "directory"] = "directory"
+    #: Root of the audio tree for ``source = "directory"`` (``--data-dir`` sets it).
+    directory: str | None = None
+    #: Audio is decoded to mono at this rate.
+    sample_rate: PositiveInt = 22050
+    synth_clips_per_genre: PositiveInt = 100
+    synth_seconds: PositiveFloat = 30.0
+    synth_seed: int = 0
+
+
+class FeaturesConfig(_Section):
+    """How a clip becomes the network's input spectrogram."""
+
+    #: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power.
+    representation: Literal["stft", "logmel"] = "stft"
+    n_fft: PositiveInt = 2048
+    hop_length: PositiveInt = 512
+    n_mels: PositiveInt = 128
+    #: Clips are zero-padded or trimmed to exactly this many STFT frames (study: 1320).
+    frames: PositiveInt = 1320
+    #: Extraction processes; 0 means one per CPU core.
+    workers: NonNegativeInt = 0
+
+
+class SplitConfig(_Section):
+    """The study's split: a stratified test share, then a validation share of the rest."""
+
+    test_fraction: Fraction = 0.3
+    valid_fraction: Fraction = 0.2
+    seed: int = 0
+
+
+class TrainConfig(_Section):
+    """Training settings shared by every model unless its ``[model.<name>]`` table overrides them."""
+
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 32
+    learning_rate: PositiveFloat = 1e-3
+
+
+class RunConfig(_Section):
+    """What ``run --all`` trains and with which seeds."""
+
+    models: _tuple_of(str) = PAPER_MODELS
+    seeds: _tuple_of(int) = (0,)
+
+
+class ModelSettings(_Section):
+    """One model's training overrides and hyperparameters (``[model.<name>]``)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    epochs: PositiveInt | None = None
+    batch_size: PositiveInt | None = None
+    learning_rate: PositiveFloat | None = None
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every key that is not a training setting, for the model's builder."""
+        return {key: _list_to_tuple(value) for key, value in (self.model_extra or {}).items()}
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment, as loaded from one TOML file plus overrides."""
+
+    name: str
+    description: str = ""
+    run: RunConfig = RunConfig()
+    data: DataConfig = DataConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    model: dict[str, ModelSettings] = {}
+
+    def model_settings(self, name: str) -> ModelSettings:
+        """The ``[model.<name>]`` table, or an empty one."""
+        return self.model.get(name, ModelSettings())
+
+    def training_for(self, name: str) -> TrainConfig:
+        """Training settings for one model: the shared ones with its own overrides applied."""
+        settings = self.model_settings(name)
+        own = {key: getattr(settings, key) for key in TRAINING_KEYS if getattr(settings, key) is not None}
+        return self.train.model_copy(update=own)
+
+    def flat(self) -> dict[str, Any]:
+        """The whole configuration as ``{"section.key": value}``, for tracking."""
+        return dict(_flatten(self.model_dump(mode="json")))
+
+
+# The study's own per-model setting: cnn2d trained for 50 epochs, the others for 100.
+_BASE: dict[str, Any] = {"model": {"cnn2d": {"epochs": 50}}}
+
+
+def load_experiment(
+    path: str | Path,
+    overrides: Iterable[str] = (),
+    *,
+    data_dir: str | Path | None = None,
+    seeds: Iterable[int] | None = None,
+) -> ExperimentConfig:
+    """Load and validate an experiment file, applying ``--set`` overrides and CLI flags.
+
+    ``path`` may also be the bare name of a file in ``experiments/`` (``smoke``). Every user
+    mistake is a :class:`BenchmarkError` naming the file and the dotted key.
+    """
+    path = resolve_experiment_path(path)
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise BenchmarkError(f"{path}: not valid TOML: {error}") from None
+    merged = _deep_merge(copy.deepcopy(_BASE), raw)
+    merged.setdefault("name", path.stem)
+    for override in overrides:
+        _apply_override(merged, override)
+    if data_dir is not None:
+        merged.setdefault("data", {}).update(source="directory", directory=str(data_dir))
+    if seeds is not None:
+        merged.setdefault("run", {})["seeds"] = list(seeds)
+    config = validate_experiment(merged, origin=str(path))
+    return config
+
+
+def validate_experiment(raw: Mapping[str, Any], origin: str = "config") -> ExperimentConfig:
+    """Validate a raw dictionary into an :class:`ExperimentConfig`, or raise one clear error."""
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as error:
+        raise BenchmarkError(f"{origin}: {_describe(error)}") from None
+    _check_models(config, origin)
+    return config
+
+
+def resolve_experiment_path(path: str | Path) -> Path:
+    """A path as given, or the file of that name in the project's ``experiments/`` folder."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    named = EXPERIMENTS_DIR / f"{candidate.stem}.toml"
+    if candidate.parent == Path(".") and named.is_file():
+        return named
+    known = ", ".join(sorted(list_experiments()))
+    raise BenchmarkError(f"experiment file not found: {path} (bundled experiments: {known})")
+
+
+def list_experiments() -> dict[str, str]:
+    """Bundled experiment names mapped to their descriptions."""
+    found = {}
+    for path in sorted(EXPERIMENTS_DIR.glob("*.toml")):
+        with path.open("rb") as handle:
+            found[path.stem] = tomllib.load(handle).get("description", "")
+    return found
+
+
+def _check_models(config: ExperimentConfig, origin: str) -> None:
+    # Imported here: the registry pulls in Keras, which only commands that train need.
+    from benchmark.models import get_model_spec, resolve_hyperparameters
+
+    for name in config.run.models:
+        try:
+            get_model_spec(name)
+        except BenchmarkError as error:
+            raise BenchmarkError(f"{origin}: run.models: {error}") from None
+    for name, settings in config.model.items():
+        try:
+            resolve_hyperparameters(name, settings.hyperparameters)
+        except BenchmarkError as error:
+            raise BenchmarkError(f"{origin}: model.{name}: {error}") from None
+
+
+def _apply_override(merged: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise BenchmarkError(f"--set expects section.key=value, got {override!r}")
+    value = _parse_value(text.strip())
+    *parents, leaf = key.strip().split(".")
+    node = merged
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise BenchmarkError(f"--set {key}: {part!r} is a value, not a section")
+        node = child
+    node[leaf] = value
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML value (``3``, ``1e-4``, ``true``, ``[8, 16]``, ``"x"``); bare words stay strings."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _flatten(node: Mapping[str, Any], prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _describe(error: ValidationError) -> str:
+    """The first validation problem as one line: the dotted key and what is wrong with it."""
+    problem = error.errors()[0]
+    key = ".".join(str(part) for part in problem["loc"])
+    if problem["type"] == "extra_forbidden":
+        return f"unknown key {key!r}"
+    if problem["type"] == "missing":
+        return f"missing key {key!r}"
+    return f"{key}: {problem['msg'].lower()} (got {problem.get('input')!r})"

@@ -1,0 +1,257 @@
+"""Spectrogram extraction with an on-disk, content-addressed cache.
+
+Each clip is decoded, zero-padded or trimmed to a fixed length, transformed (the study's dB
+STFT magnitude, or dB log-mel power) and scaled to [0, 1], exactly once: the result is stored
+as float16 under a key made of the file's content hash and the feature parameters, so renaming
+or copying the data set keeps the cache, and changing any parameter misses it. Extraction runs
+in worker processes with a progress bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio
+from benchmark.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+CACHE_DTYPE = np.float16
+#: Bumped whenever the computation below changes, so old cache entries are never reused.
+FEATURE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Everything that determines a clip's spectrogram; its :meth:`key` names the cache folder."""
+
+    representation: str = "stft"
+    sample_rate: int = 22050
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    frames: int = 1320
+
+    def __post_init__(self):
+        if self.representation not in ("stft", "logmel"):
+            raise BenchmarkError(f"unknown representation {self.representation!r} (stft, logmel)")
+
+    @property
+    def n_samples(self) -> int:
+        """Clip length giving exactly ``frames`` centred frames: 1319 * 512 = 675,328 in the study."""
+        return (self.frames - 1) * self.hop_length
+
+    @property
+    def bins(self) -> int:
+        """Frequency bins: ``n_fft // 2 + 1`` for the STFT (1025), ``n_mels`` for log-mel."""
+        return self.n_fft // 2 + 1 if self.representation == "stft" else self.n_mels
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """One spectrogram's shape, (bins, frames): the networks' input shape."""
+        return (self.bins, self.frames)
+
+    def key(self) -> str:
+        """A short stable hash of the parameters (and the extraction code's version)."""
+        payload = json.dumps({**asdict(self), "version": FEATURE_VERSION}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A track left out on purpose, and why."""
+
+    relative_path: str
+    reason: str
+
+
+@dataclass
+class FeatureSet:
+    """Spectrograms of every decodable track, in the order of ``tracks``."""
+
+    features: np.ndarray
+    tracks: list[Track]
+    content_hashes: list[str]
+    #: Stable hash of every discovered track's (relative path, content hash, label).
+    fingerprint: str
+    skipped: list[SkippedFile] = field(default_factory=list)
+    from_cache: int = 0
+
+    @property
+    def labels(self) -> list[str]:
+        return [track.label for track in self.tracks]
+
+
+def compute_features(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """One clip's spectrogram, float32 of shape ``params.shape`` scaled to [0, 1]."""
+    import librosa
+
+    audio = librosa.util.fix_length(np.asarray(audio, dtype=np.float32), size=params.n_samples)
+    if params.representation == "stft":
+        magnitude = np.abs(librosa.stft(audio, n_fft=params.n_fft, hop_length=params.hop_length))
+        decibels = librosa.amplitude_to_db(magnitude, ref=np.max)
+    else:
+        power = librosa.feature.melspectrogram(
+            y=audio,
+            sr=params.sample_rate,
+            n_fft=params.n_fft,
+            hop_length=params.hop_length,
+            n_mels=params.n_mels,
+        )
+        decibels = librosa.power_to_db(power, ref=np.max)
+    return scale_to_unit(decibels).astype(np.float32)
+
+
+def scale_to_unit(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1], as the study did per spectrogram; a constant input becomes zeros."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+def data_fingerprint(entries) -> str:
+    """Hash of (relative path, content hash, label) triples, independent of their order."""
+    digest = hashlib.sha256()
+    for entry in sorted(entries):
+        digest.update("\t".join(entry).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
+def feature_cache_dir(cache_root: Path, params: FeatureParams) -> Path:
+    """The folder holding every cached spectrogram made with ``params``."""
+    return Path(cache_root) / "features" / f"{params.representation}-{params.key()}"
+
+
+def extract_features(
+    tracks: list[Track],
+    params: FeatureParams,
+    cache_root: Path,
+    *,
+    workers: int = 0,
+    progress: bool = True,
+) -> FeatureSet:
+    """Spectrograms for ``tracks``, read from the cache or computed in ``workers`` processes.
+
+    Files that cannot be decoded are skipped and listed in the result, never silently dropped.
+    ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process.
+    """
+    from tqdm.auto import tqdm
+
+    cache_dir = feature_cache_dir(cache_root, params)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _write_params_note(cache_dir, params)
+    workers = workers or os.cpu_count() or 1
+    results: dict[int, _TrackResult] = {}
+    bar = tqdm(total=len(tracks), desc="features", unit="clip", disable=not progress)
+    with bar:
+        if workers == 1 or len(tracks) == 1:
+            for index, track in enumerate(tracks):
+                results[index] = _featurize(track.path, params, cache_dir)
+                bar.update()
+        else:
+            # spawn, not fork: the parent may already hold TensorFlow's threads.
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(tracks)), mp_context=context) as pool:
+                futures = {
+                    pool.submit(_featurize, track.path, params, cache_dir): index
+                    for index, track in enumerate(tracks)
+                }
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    bar.update()
+    return _assemble(tracks, results, params)
+
+
+@dataclass
+class _TrackResult:
+    content_hash: str
+    spectrogram: np.ndarray | None
+    cached: bool
+    error: str | None = None
+
+
+def _featurize(path: Path, params: FeatureParams, cache_dir: Path) -> _TrackResult:
+    """Worker: the cached spectrogram of one file, computing and storing it on a miss."""
+    digest = content_hash(path)
+    entry = cache_dir / digest[:2] / f"{digest}.npy"
+    cached = _read_cache_entry(entry, params.shape)
+    if cached is not None:
+        return _TrackResult(digest, cached, cached=True)
+    try:
+        audio = load_audio(path, params.sample_rate)
+    except AudioDecodeError as error:
+        return _TrackResult(digest, None, cached=False, error=str(error))
+    spectrogram = compute_features(audio, params).astype(CACHE_DTYPE)
+    _write_atomically(entry, spectrogram)
+    return _TrackResult(digest, spectrogram, cached=False)
+
+
+def _read_cache_entry(entry: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """A cached spectrogram, or None where it is absent or not a complete, well-formed entry."""
+    if not entry.is_file():
+        return None
+    try:
+        array = np.load(entry, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        log.warning("ignoring unreadable cache entry %s; recomputing", entry)
+        return None
+    if array.shape != shape or array.dtype != CACHE_DTYPE:
+        log.warning("ignoring cache entry %s of shape %s; recomputing", entry, array.shape)
+        return None
+    return array
+
+
+def _write_atomically(entry: Path, array: np.ndarray) -> None:
+    # Write beside the target and rename: a reader sees the old state or the whole new file,
+    # never a partial one, even if this process is killed mid-write.
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=entry.parent, prefix=".tmp-", suffix=".part", delete=False)
+    try:
+        with handle:
+            np.save(handle, array, allow_pickle=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, entry)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def _write_params_note(cache_dir: Path, params: FeatureParams) -> None:
+    note = cache_dir / "params.json"
+    if not note.exists():
+        note.write_text(json.dumps({**asdict(params), "version": FEATURE_VERSION}, indent=2))
+
+
+def _assemble(tracks: list[Track], results: dict[int, _TrackResult], params: FeatureParams) -> FeatureSet:
+    kept = [index for index in range(len(tracks)) if results[index].spectrogram is not None]
+    features = np.empty((len(kept), *params.shape), dtype=CACHE_DTYPE)
+    for row, index in enumerate(kept):
+        features[row] = results[index].spectrogram
+    skipped = [
+        SkippedFile(tracks[index].relative_path, results[index].error or "unknown error")
+        for index in range(len(tracks))
+        if results[index].spectrogram is None
+    ]
+    return FeatureSet(
+        features=features,
+        tracks=[tracks[index] for index in kept],
+        content_hashes=[results[index].content_hash for index in kept],
+        fingerprint=data_fingerprint(
+            (track.relative_path, results[index].content_hash, track.label)
+            for index, track in enumerate(tracks)
+        ),
+        skipped=skipped,
+        from_cache=sum(results[index].cached for index in kept),
+    )

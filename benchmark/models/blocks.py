@@ -1,0 +1,66 @@
+"""Layer stacks shared by more than one architecture."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import layers
+
+CONV_AXES = ("frequency", "time")
+
+
+def spectrogram_input(input_shape) -> keras.KerasTensor:
+    """The network input: one spectrogram, (frequency bins, frames) by default."""
+    return layers.Input(shape=tuple(int(size) for size in input_shape), name="spectrogram")
+
+
+def spectrogram_sequence(inputs, conv_axis: str):
+    """View a (bins, frames) spectrogram as the sequence a Conv1D/LSTM stack runs along.
+
+    Keras' Conv1D treats axis 1 as the sequence and axis 2 as channels. The study fed
+    (1025 bins, 1320 frames) directly, so its filters slide along *frequency* with the frames
+    as channels; that stays the default. ``"time"`` transposes first so they slide along time,
+    with the frequency bins as channels, as most later MIR work does.
+    """
+    if conv_axis not in CONV_AXES:
+        raise ValueError(f"conv_axis must be one of {CONV_AXES}, not {conv_axis!r}")
+    return inputs if conv_axis == "frequency" else layers.Permute((2, 1), name="time_major")(inputs)
+
+
+def conv1d_blocks(
+    x,
+    *,
+    filters: Sequence[int],
+    kernel_size: int,
+    convs_per_block: int,
+    pool_size: int,
+    dropout: float,
+    batch_norm: bool,
+):
+    """The study's Conv1D blocks: [Conv1D x n, MaxPool1D, (BatchNorm), Dropout] per filter count."""
+    for block, width in enumerate(filters, start=1):
+        for conv in range(1, convs_per_block + 1):
+            x = layers.Conv1D(
+                int(width), int(kernel_size), activation="relu", name=f"block{block}_conv{conv}"
+            )(x)
+        x = layers.MaxPooling1D(int(pool_size), name=f"block{block}_pool")(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"block{block}_norm")(x)
+        x = layers.Dropout(float(dropout), name=f"block{block}_dropout")(x)
+    return x
+
+
+def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "dense"):
+    """ReLU Dense layers of the given widths, each optionally followed by dropout."""
+    for index, width in enumerate(units, start=1):
+        x = layers.Dense(int(width), activation="relu", name=f"{prefix}{index}")(x)
+        if dropout:
+            x = layers.Dropout(float(dropout), name=f"{prefix}{index}_dropout")(x)
+    return x
+
+
+def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:
+    """Close a network with the softmax over genres every architecture ends in."""
+    outputs = layers.Dense(int(n_classes), activation="softmax", name="genre")(features)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,42 @@
+"""2D convolutional network of Mhatre, "Music Genre Recognition" (Indiana University).
+
+The spectrogram becomes a one-channel image: two [Conv2D(10, 5x5, relu), MaxPool2D(2, stride 2)]
+stages, Flatten, ReLU Dense(512). At (1025, 1320) the Dense layer holds 423.6 M parameters.
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+from benchmark.models.blocks import classifier, dense_stack, spectrogram_input
+from benchmark.models.registry import register_model
+
+DEFAULTS = {
+    "filters": (10, 10),
+    "kernel_size": 5,
+    "pool_size": 2,
+    "dense_units": 512,
+    "dropout": 0.0,
+}
+
+
+@register_model("cnn2d", DEFAULTS)
+def build(
+    input_shape,
+    n_classes,
+    *,
+    filters=(10, 10),
+    kernel_size=5,
+    pool_size=2,
+    dense_units=512,
+    dropout=0.0,
+):
+    """2D-CNN: [Conv2D(10, 5x5), MaxPool2D(2)] x 2, Flatten, Dense(512), softmax."""
+    inputs = spectrogram_input(input_shape)
+    x = layers.Reshape((*inputs.shape[1:], 1), name="as_image")(inputs)
+    for stage, width in enumerate(filters, start=1):
+        x = layers.Conv2D(int(width), int(kernel_size), activation="relu", name=f"conv{stage}")(x)
+        x = layers.MaxPooling2D(int(pool_size), strides=int(pool_size), name=f"pool{stage}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = dense_stack(x, [dense_units], dropout=dropout)
+    return classifier(inputs, x, n_classes, name="cnn2d")

@@ -1,0 +1,42 @@
+"""The table ``run`` prints at the end, and where to look next."""
+
+from __future__ import annotations
+
+import shlex
+from urllib.parse import urlparse
+
+
+def summary_table(rows: list[dict]):
+    """A pandas DataFrame: one row per (model, seed), plus mean and spread where seeds repeat."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows)[
+        ["model", "seed", "test_accuracy", "macro_f1", "parameters", "train_seconds"]
+    ]
+    return table
+
+
+def print_summary(outcome: dict, *, experiment_name: str) -> None:
+    """Print the per-run table, per-model mean/std when several seeds ran, and the UI command."""
+    table = summary_table(outcome["runs"])
+    formatters = {
+        "test_accuracy": "{:.4f}".format,
+        "macro_f1": "{:.4f}".format,
+        "parameters": "{:,}".format,
+        "train_seconds": "{:.1f}".format,
+    }
+    print()
+    print(f"experiment {experiment_name!r}, batch {outcome['batch_id']}")
+    print(table.to_string(index=False, formatters=formatters))
+    if table["seed"].nunique() > 1:
+        spread = table.groupby("model", sort=False)[["test_accuracy", "macro_f1"]].agg(["mean", "std"])
+        print()
+        print("mean and standard deviation over seeds:")
+        print(spread.to_string(float_format="{:.4f}".format))
+    print()
+    uri = outcome["tracking_uri"]
+    if urlparse(uri).scheme in ("http", "https"):
+        print(f"results: {uri}/#/experiments/{outcome['experiment_id']}")
+    else:
+        print("results: python -m benchmark ui   (or: mlflow ui --backend-store-uri "
+              f"{shlex.quote(uri)} --host 127.0.0.1)")

@@ -1,0 +1,66 @@
+"""Shared fixtures. Kept free of heavy imports: the model tests also run under JAX and PyTorch
+in environments that hold only Keras and the backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+EXCERPTS = SHARED_DATA / "gtzan-excerpts"
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One cache for the session, so the synthetic data set is generated once."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(autouse=True)
+def isolated_workspace(tmp_path, monkeypatch, shared_cache):
+    """Every test runs in its own folder (so ``mlruns/`` lands there) with the session cache."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def excerpts_dir() -> Path:
+    """The real GTZAN excerpts beside the project, or a skip saying why."""
+    if not EXCERPTS.is_dir():
+        pytest.skip(f"real GTZAN excerpts not found at {EXCERPTS}")
+    return EXCERPTS
+
+
+def write_clip(path: Path, *, seconds: float = 1.0, sample_rate: int = 22050, frequency: float = 440.0,
+               channels: int = 1, fmt: str | None = None, subtype: str = "PCM_16") -> Path:
+    """Write a short tone (with a little noise) as an audio file with soundfile."""
+    import soundfile
+
+    rng = np.random.default_rng(int(frequency))
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    tone = 0.5 * np.sin(2 * np.pi * frequency * t) + 0.01 * rng.standard_normal(t.size)
+    data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
+    path.parent.mkdir(parents=True, exist_ok=True)
+    soundfile.write(path, data.astype(np.float32), sample_rate, format=fmt, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def tone_tree(tmp_path) -> Path:
+    """A folder-per-genre tree of 3 genres x 4 short wav tones, distinct by pitch."""
+    root = tmp_path / "tones"
+    for genre_index, genre in enumerate(("blues", "jazz", "rock")):
+        for clip in range(4):
+            write_clip(root / genre / f"{genre}.{clip:05d}.wav",
+                       frequency=220.0 * (genre_index + 1) + 10 * clip)
+    return root
+
+
+def running_backend() -> str:
+    return os.environ.get("KERAS_BACKEND", "tensorflow")

@@ -1,0 +1,242 @@
+"""End-to-end runs on synthetic and real audio, read back from MLflow as a user would."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.config import load_experiment
+from benchmark.data.gtzan import GTZAN_GENRES
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_ARTIFACTS = {
+    "confusion_matrix.png", "confusion_matrix.json", "training_curves.png", "history.json",
+    "predictions.csv", "label_encoder.joblib", "labels.json", "skipped_files.csv", "split.json",
+    "config.json",
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_batch(tmp_path_factory, shared_cache):
+    """The smoke experiment's four networks, run once for this module's assertions."""
+    from benchmark.runner import run_experiment
+
+    folder = tmp_path_factory.mktemp("smoke-batch")
+    uri = f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
+        patch.chdir(folder)
+        outcome = run_experiment(load_experiment("smoke"), ["fcnn", "cnn1d", "cnn2d", "crnn"],
+                                 tracking_uri=uri, progress=False)
+    return outcome, folder
+
+
+def client_for(uri):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def batch_runs(outcome):
+    client = client_for(outcome["tracking_uri"])
+    runs = client.search_runs([outcome["experiment_id"]],
+                              filter_string=f"tags.batch_id = '{outcome['batch_id']}'")
+    return client, {run.data.tags["model"]: run for run in runs}
+
+
+def test_one_finished_run_per_model_with_identifying_tags(smoke_batch):
+    outcome, folder = smoke_batch
+    client, runs = batch_runs(outcome)
+    assert set(runs) == {"fcnn", "cnn1d", "cnn2d", "crnn"}
+    assert client.get_experiment(outcome["experiment_id"]).name == "smoke"
+    fingerprints = {run.data.tags["data_fingerprint"] for run in runs.values()}
+    split_hashes = {run.data.tags["split_hash"] for run in runs.values()}
+    assert len(fingerprints) == 1 and len(split_hashes) == 1
+    for model, run in runs.items():
+        assert run.info.status == "FINISHED"
+        assert run.info.run_name == f"{model}-seed0"
+        tags = run.data.tags
+        assert tags["seed"] == "0" and tags["experiment"] == "smoke"
+        assert tags["keras_backend"] == "tensorflow"
+        assert tags["git_commit"] and tags["version.keras"] and tags["version.mlflow"]
+    # The local store keeps artifacts beside the database, not in the working directory.
+    assert (folder / "mlruns" / "artifacts" / "smoke").is_dir()
+
+
+def test_config_hyperparameters_and_metrics_are_logged(smoke_batch):
+    outcome, _ = smoke_batch
+    client, runs = batch_runs(outcome)
+    for model, run in runs.items():
+        params, metrics = run.data.params, run.data.metrics
+        assert params["features.representation"] == "logmel"
+        assert params["train.epochs"] == "1" and params["effective.epochs"] == "1"
+        assert params["input_shape"] == "(48, 64)"
+        assert any(key.startswith("hp.") for key in params)
+        assert int(params["tracks.test"]) == 24 and int(params["tracks.skipped"]) == 0
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(run.info.run_id, key)
+            assert [point.step for point in history] == [0], key
+        assert 0.0 <= metrics["test_accuracy"] <= 1.0
+        assert 0.0 <= metrics["test_macro_f1"] <= 1.0
+        assert {f"test_f1_{genre}" for genre in GTZAN_GENRES} <= set(metrics)
+        assert metrics["test_inference_ms_per_clip"] > 0
+        row = next(r for r in outcome["runs"] if r["model"] == model)
+        assert metrics["parameters"] == row["parameters"] > 0
+
+
+def test_artifacts_agree_with_the_metrics(smoke_batch):
+    outcome, _ = smoke_batch
+    client, runs = batch_runs(outcome)
+    for run in runs.values():
+        run_id = run.info.run_id
+        assert EXPECTED_ARTIFACTS <= {item.path for item in client.list_artifacts(run_id)}
+        confusion = json.loads(Path(client.download_artifacts(run_id, "confusion_matrix.json")).read_text())
+        with open(client.download_artifacts(run_id, "predictions.csv")) as handle:
+            predictions = list(csv.DictReader(handle))
+        assert confusion["labels"] == list(GTZAN_GENRES)
+        counts = np.array(confusion["counts"])
+        assert counts.sum() == len(predictions) == 24
+        assert np.trace(counts) == sum(int(row["correct"]) for row in predictions)
+        assert run.data.metrics["test_accuracy"] == pytest.approx(np.trace(counts) / counts.sum())
+        split = json.loads(Path(client.download_artifacts(run_id, "split.json")).read_text())
+        assert split["membership_hash"] == run.data.tags["split_hash"]
+        assert not set(split["members"]["train"]) & set(split["members"]["test"])
+        assert sorted(row["track_id"] for row in predictions) == sorted(split["members"]["test"])
+
+
+def test_logged_model_reloads_and_predicts_like_the_run(smoke_batch):
+    import mlflow.keras
+
+    from benchmark.runner import prepare_data
+
+    outcome, _ = smoke_batch
+    client, runs = batch_runs(outcome)
+    run = runs["cnn2d"]
+    prepared = prepare_data(load_experiment("smoke"), progress=False)
+    x_test, _ = prepared.subset("test")
+    model = mlflow.keras.load_model(run.data.tags["model_uri"])
+    probabilities = model.predict(x_test.astype(np.float32), verbose=0)
+    with open(client.download_artifacts(run.info.run_id, "predictions.csv")) as handle:
+        logged = np.array([[float(row[f"p_{g}"]) for g in GTZAN_GENRES] for row in csv.DictReader(handle)])
+    np.testing.assert_allclose(probabilities, logged, atol=1e-4)
+
+
+def test_same_seed_repeats_the_same_result(tmp_path):
+    from benchmark.runner import run_experiment
+
+    config = load_experiment("smoke", ["train.epochs=2"])
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first, second = (run_experiment(config, ["crnn"], tracking_uri=uri, progress=False)["runs"][0]
+                     for _ in range(2))
+    assert first["test_accuracy"] == second["test_accuracy"]
+    client = client_for(uri)
+    histories = [[p.value for p in client.get_metric_history(r["run_id"], "val_loss")] for r in (first, second)]
+    assert histories[0] == histories[1] and len(histories[0]) == 2
+
+
+def test_undecodable_file_is_skipped_logged_and_counted(tmp_path, tone_tree):
+    from benchmark.runner import run_experiment
+
+    (tone_tree / "jazz" / "jazz.00054.wav").write_bytes(b"not audio")
+    config = load_experiment(
+        "smoke", ["split.valid_fraction=0.4", "features.frames=32"], data_dir=tone_tree
+    )
+    outcome = run_experiment(config, ["cnn2d"], progress=False)
+    client, runs = batch_runs(outcome)
+    run = runs["cnn2d"]
+    assert run.data.params["tracks.skipped"] == "1"
+    with open(client.download_artifacts(run.info.run_id, "skipped_files.csv")) as handle:
+        skipped = list(csv.DictReader(handle))
+    assert [row["relative_path"] for row in skipped] == ["jazz/jazz.00054.wav"]
+    assert outcome["tracking_uri"].startswith("sqlite:///") and (tmp_path / "mlruns" / "mlflow.db").exists()
+
+
+def test_smoke_run_on_real_gtzan_excerpts(tmp_path, excerpts_dir):
+    from benchmark.runner import run_experiment
+
+    # 3 clips a genre: one each for train, validation and test.
+    config = load_experiment("smoke", ["split.test_fraction=0.333", "split.valid_fraction=0.5"],
+                             data_dir=excerpts_dir)
+    outcome = run_experiment(config, ["fcnn", "cnn1d", "cnn2d", "crnn"], progress=False)
+    _, runs = batch_runs(outcome)
+    assert set(runs) == {"fcnn", "cnn1d", "cnn2d", "crnn"}
+    assert all(run.info.status == "FINISHED" and run.data.params["tracks.test"] == "10"
+               for run in runs.values())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real ``mlflow server`` on 127.0.0.1 with its own store, stopped after the test."""
+    import requests
+
+    port = free_port()
+    store = tmp_path / "server"
+    store.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+         "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=store,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail("mlflow server did not become healthy in 120 s")
+    yield url
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.mark.server
+def test_cli_smoke_run_against_a_real_tracking_server(tmp_path, mlflow_server):
+    import mlflow.keras
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server}
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", "--all", "--experiment", "smoke", "--no-progress"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for header in ("model", "test_accuracy", "macro_f1", "parameters", "train_seconds"):
+        assert header in result.stdout
+    assert f"results: {mlflow_server}/#/experiments/" in result.stdout
+    assert not (tmp_path / "mlruns").exists()  # everything went to the server
+
+    client = client_for(mlflow_server)
+    experiment = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {run.data.tags["model"] for run in runs} == {"fcnn", "cnn1d", "cnn2d", "crnn"}
+    assert len({run.data.tags["batch_id"] for run in runs}) == 1
+    run = runs[0]
+    assert EXPECTED_ARTIFACTS <= {item.path for item in client.list_artifacts(run.info.run_id)}
+    mlflow.set_tracking_uri(mlflow_server)
+    model = mlflow.keras.load_model(run.data.tags["model_uri"])
+    assert model.predict(np.zeros((1, 48, 64), dtype=np.float32), verbose=0).shape == (1, 10)

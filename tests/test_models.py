@@ -1,0 +1,116 @@
+"""Registry-driven model tests: every registered network is checked with no new test code.
+
+Backend-agnostic on purpose (Keras ops only): tox runs this file under TensorFlow, JAX and
+PyTorch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from benchmark.errors import BenchmarkError  # noqa: E402
+from benchmark.models import (  # noqa: E402
+    create_model,
+    get_model_spec,
+    list_models,
+    resolve_hyperparameters,
+)
+
+SMALL_INPUT = (48, 40)  # (bins, frames): big enough for every default stack, fast to train.
+N_CLASSES = 4
+PAPER_PARAMETERS = {
+    "fcnn": 693_792_266,
+    "cnn1d": 4_418_922,
+    "cnn2d": 423_591_132,
+    "crnn": 912_234,
+}
+
+
+def test_registry_holds_the_four_networks_of_the_study():
+    assert set(PAPER_PARAMETERS) <= set(list_models())
+    assert list_models("cnn*") == ["cnn1d", "cnn2d"]
+
+
+def test_unknown_model_names_the_registered_ones():
+    with pytest.raises(BenchmarkError, match="unknown model 'resnet'.*cnn1d, cnn2d, crnn, fcnn"):
+        create_model("resnet", SMALL_INPUT, N_CLASSES)
+
+
+def test_unknown_or_mistyped_hyperparameters_are_rejected_by_name():
+    with pytest.raises(BenchmarkError, match="unknown hyperparameter.*filterz"):
+        resolve_hyperparameters("cnn2d", {"filterz": (4, 4)})
+    with pytest.raises(BenchmarkError, match="'dropout' of model 'cnn1d' must be float"):
+        resolve_hyperparameters("cnn1d", {"dropout": "high"})
+    with pytest.raises(BenchmarkError, match="'filters'.*list of integers"):
+        resolve_hyperparameters("cnn1d", {"filters": 16})
+
+
+def test_none_hyperparameters_keep_the_defaults():
+    assert resolve_hyperparameters("crnn", {"lstm_units": None})["lstm_units"] == 96
+
+
+def test_too_small_input_is_a_clear_error():
+    with pytest.raises(BenchmarkError, match="cannot be built for input shape"):
+        create_model("cnn1d", (8, 8), N_CLASSES)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_output_is_a_finite_probability_per_class(name):
+    model = create_model(name, SMALL_INPUT, N_CLASSES)
+    batch = np.random.default_rng(0).random((3, *SMALL_INPUT), dtype=np.float32)
+    probabilities = keras.ops.convert_to_numpy(model(batch, training=False))
+    assert probabilities.shape == (3, N_CLASSES)
+    assert np.all(np.isfinite(probabilities))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_trainable_weight_gets_a_gradient(name):
+    # One Adam step moves every weight whose gradient is non-zero by about the learning rate,
+    # whatever the gradient's size: a weight that stays put received no gradient.
+    keras.utils.set_random_seed(0)
+    model = create_model(name, SMALL_INPUT, N_CLASSES)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(1)
+    x = rng.random((8, *SMALL_INPUT), dtype=np.float32)
+    y = np.arange(8) % N_CLASSES
+    before = [keras.ops.convert_to_numpy(weight).copy() for weight in model.trainable_weights]
+    model.train_on_batch(x, y)
+    frozen = [
+        weight.path
+        for weight, old in zip(model.trainable_weights, before, strict=True)
+        if np.array_equal(keras.ops.convert_to_numpy(weight), old)
+    ]
+    assert model.trainable_weights and not frozen, f"no gradient reached {frozen}"
+
+
+@pytest.mark.parametrize("name", ["cnn1d", "crnn"])
+def test_conv_axis_time_slides_along_frames(name):
+    frequency = create_model(name, (64, 200), N_CLASSES)
+    time = create_model(name, (64, 200), N_CLASSES, conv_axis="time")
+    # First Conv1D's kernel is (kernel, channels, filters): channels are frames, then bins.
+    assert frequency.get_layer("block1_conv1").kernel.shape[1] == 200
+    assert time.get_layer("block1_conv1").kernel.shape[1] == 64
+    with pytest.raises(BenchmarkError, match="conv_axis"):
+        create_model(name, (64, 200), N_CLASSES, conv_axis="diagonal")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_size_bearing_hyperparameters_change_the_network(name):
+    spec = get_model_spec(name)
+    default = create_model(name, (64, 64), N_CLASSES).count_params()
+    wider = {key: tuple(2 * v for v in value) if isinstance(value, tuple) else 2 * value
+             for key, value in spec.defaults.items()
+             if key in ("units", "filters", "dense_units", "lstm_units")}
+    assert wider, f"{name} exposes no width hyperparameter"
+    assert create_model(name, (64, 64), N_CLASSES, **wider).count_params() > default
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))
+def test_parameter_counts_at_the_papers_input_size(name):
+    model = create_model(name, (1025, 1320), 10)
+    assert model.count_params() == PAPER_PARAMETERS[name]
+    keras.utils.clear_session(free_memory=True)
