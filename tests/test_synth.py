@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.data import synth
+from benchmark.data.synth import dataset as synth_dataset
 from benchmark.data.gtzan import GTZAN_GENRES, GTZAN_SAMPLE_RATE
 from benchmark.data.synth import MARKER_NAME, synthesize_clip, write_dataset
 from benchmark.errors import BenchmarkError
@@ -153,7 +154,7 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, monkeyp
             raise KeyboardInterrupt
         real_write(file, data, *args, **kwargs)
 
-    monkeypatch.setattr(synth.sf, "write", write_then_fail_on_the_third_clip)
+    monkeypatch.setattr(synth_dataset.sf, "write", write_then_fail_on_the_third_clip)
     with pytest.raises(KeyboardInterrupt):
         write_dataset(tmp_path / "out", genres=("jazz", "pop"), **SMALL)
     left = _files(tmp_path / "out")
@@ -163,7 +164,7 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(tmp_path, monkeyp
 
     stale = tmp_path / "out" / "pop" / ".pop.00000.wav.99999.tmp"  # as a killed worker leaves it
     stale.write_bytes(b"junk")
-    monkeypatch.setattr(synth.sf, "write", real_write)
+    monkeypatch.setattr(synth_dataset.sf, "write", real_write)
     resumed = write_dataset(tmp_path / "out", genres=("jazz", "pop"), **SMALL)
     fresh = write_dataset(tmp_path / "fresh", genres=("jazz", "pop"), **SMALL)
     assert _files(resumed) == _files(fresh)
