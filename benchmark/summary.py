@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 
 
 def summary_table(rows: list[dict]):
-    """A pandas DataFrame: one row per (model, seed), plus mean and spread where seeds repeat."""
+    """A pandas DataFrame with one row per (model, seed) run."""
     import pandas as pd
 
     table = pd.DataFrame(rows)[
