@@ -16,6 +16,19 @@ def summary_table(rows: list[dict]):
     return table
 
 
+def seed_spread(table):
+    """Per model: number of runs and mean ± standard deviation of the test figures."""
+    grouped = table.groupby("model", sort=False)
+    spread = grouped[["test_accuracy", "macro_f1"]].agg(["mean", "std"])
+    result = grouped.size().rename("runs").reset_index()
+    for metric in ("test_accuracy", "macro_f1"):
+        result[metric] = [
+            f"{mean:.4f} ± {std:.4f}" for mean, std in spread[metric][["mean", "std"]].itertuples(index=False)
+        ]
+    result["train_seconds"] = grouped["train_seconds"].mean().map("{:.1f}".format).to_numpy()
+    return result
+
+
 def print_summary(outcome: dict, *, experiment_name: str) -> None:
     """Print the per-run table, per-model mean/std when several seeds ran, and the UI command."""
     table = summary_table(outcome["runs"])
@@ -29,10 +42,9 @@ def print_summary(outcome: dict, *, experiment_name: str) -> None:
     print(f"experiment {experiment_name!r}, batch {outcome['batch_id']}")
     print(table.to_string(index=False, formatters=formatters))
     if table["seed"].nunique() > 1:
-        spread = table.groupby("model", sort=False)[["test_accuracy", "macro_f1"]].agg(["mean", "std"])
         print()
-        print("mean and standard deviation over seeds:")
-        print(spread.to_string(float_format="{:.4f}".format))
+        print("over seeds (mean ± standard deviation):")
+        print(seed_spread(table).to_string(index=False))
     print()
     uri = outcome["tracking_uri"]
     if urlparse(uri).scheme in ("http", "https"):

@@ -1,0 +1,34 @@
+"""The table `run` prints at the end."""
+
+from __future__ import annotations
+
+from benchmark.summary import print_summary, seed_spread, summary_table
+
+
+def rows():
+    return [
+        {"model": model, "seed": seed, "test_accuracy": accuracy, "macro_f1": accuracy - 0.1,
+         "parameters": 1234, "train_seconds": 2.0 + seed, "run_id": f"{model}{seed}"}
+        for model, accuracies in (("cnn2d", [0.6, 0.7, 0.8]), ("fcnn", [0.4, 0.4, 0.4]))
+        for seed, accuracy in enumerate(accuracies)
+    ]
+
+
+def test_spread_over_seeds_is_mean_and_sample_standard_deviation():
+    spread = seed_spread(summary_table(rows())).set_index("model")
+    assert spread.loc["cnn2d", "runs"] == 3
+    assert spread.loc["cnn2d", "test_accuracy"] == "0.7000 ± 0.1000"
+    assert spread.loc["fcnn", "test_accuracy"] == "0.4000 ± 0.0000"
+    assert spread.loc["cnn2d", "train_seconds"] == "3.0"
+
+
+def test_printed_summary_names_batch_columns_and_how_to_open_results(capsys):
+    outcome = {"runs": rows(), "batch_id": "b1", "tracking_uri": "sqlite:////x/mlruns/mlflow.db",
+               "experiment_id": "1"}
+    print_summary(outcome, experiment_name="default")
+    out = capsys.readouterr().out
+    assert "batch b1" in out
+    for column in ("model", "test_accuracy", "macro_f1", "parameters", "train_seconds"):
+        assert column in out
+    assert "1,234" in out and "0.7000 ± 0.1000" in out
+    assert "python -m benchmark ui" in out
