@@ -9,6 +9,25 @@ from keras import layers
 
 CONV_AXES = ("frequency", "time")
 
+#: The study's Conv1D front end, shared by cnn1d and crnn.
+CONV1D_FRONT_DEFAULTS = {
+    "filters": (16, 32, 64),
+    "kernel_size": 3,
+    "convs_per_block": 2,
+    "pool_size": 2,
+    "dropout": 0.2,
+    "conv_axis": "frequency",
+}
+
+#: Its default search space, plus the training settings every network tunes.
+CONV1D_FRONT_SPACE = {
+    "filters": {"type": "categorical", "choices": [[8, 16, 32], [16, 32, 64], [32, 64, 128]]},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "conv_axis": {"type": "categorical", "choices": ["frequency", "time"]},
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+}
+
 
 def spectrogram_input(input_shape) -> keras.KerasTensor:
     """The network input: one spectrogram, (frequency bins, frames) by default."""
@@ -26,6 +45,11 @@ def spectrogram_sequence(inputs, conv_axis: str):
     if conv_axis not in CONV_AXES:
         raise ValueError(f"conv_axis must be one of {CONV_AXES}, not {conv_axis!r}")
     return inputs if conv_axis == "frequency" else layers.Permute((2, 1), name="time_major")(inputs)
+
+
+def conv1d_front(inputs, *, conv_axis: str, batch_norm: bool, **blocks):
+    """The spectrogram viewed along ``conv_axis``, through the study's Conv1D blocks."""
+    return conv1d_blocks(spectrogram_sequence(inputs, conv_axis), batch_norm=batch_norm, **blocks)
 
 
 def conv1d_blocks(

@@ -10,50 +10,30 @@ from __future__ import annotations
 from keras import layers
 
 from benchmark.models.blocks import (
+    CONV1D_FRONT_DEFAULTS,
+    CONV1D_FRONT_SPACE,
     classifier,
-    conv1d_blocks,
+    conv1d_front,
     dense_stack,
     spectrogram_input,
-    spectrogram_sequence,
 )
 from benchmark.models.registry import register_model
 
-DEFAULTS = {
-    "filters": (16, 32, 64),
-    "kernel_size": 3,
-    "convs_per_block": 2,
-    "pool_size": 2,
-    "dropout": 0.2,
-    "dense_units": (512, 512),
-    "conv_axis": "frequency",
+DEFAULTS = {**CONV1D_FRONT_DEFAULTS, "dense_units": (512, 512)}
+
+# What `tune` searches unless the experiment file gives a [tuning.cnn1d] table.
+SEARCH_SPACE = {
+    **CONV1D_FRONT_SPACE,
+    "kernel_size": {"type": "int", "low": 3, "high": 7, "step": 2},
+    "dense_units": {"type": "categorical", "choices": [[256], [256, 256], [512, 512]]},
 }
 
 
-@register_model("cnn1d", DEFAULTS)
-def build(
-    input_shape,
-    n_classes,
-    *,
-    filters=(16, 32, 64),
-    kernel_size=3,
-    convs_per_block=2,
-    pool_size=2,
-    dropout=0.2,
-    dense_units=(512, 512),
-    conv_axis="frequency",
-):
+@register_model("cnn1d", DEFAULTS, SEARCH_SPACE)
+def build(input_shape, n_classes, *, dense_units, **front):
     """1D-CNN: three Conv1D blocks with dropout, Flatten, Dense(512) x 2, softmax."""
     inputs = spectrogram_input(input_shape)
-    x = spectrogram_sequence(inputs, conv_axis)
-    x = conv1d_blocks(
-        x,
-        filters=filters,
-        kernel_size=kernel_size,
-        convs_per_block=convs_per_block,
-        pool_size=pool_size,
-        dropout=dropout,
-        batch_norm=False,
-    )
+    x = conv1d_front(inputs, batch_norm=False, **front)
     x = layers.Flatten(name="flatten")(x)
     x = dense_stack(x, dense_units)
     return classifier(inputs, x, n_classes, name="cnn1d")

@@ -20,17 +20,20 @@ DEFAULTS = {
 }
 
 
-@register_model("cnn2d", DEFAULTS)
-def build(
-    input_shape,
-    n_classes,
-    *,
-    filters=(10, 10),
-    kernel_size=5,
-    pool_size=2,
-    dense_units=512,
-    dropout=0.0,
-):
+# What `tune` searches unless the experiment file gives a [tuning.cnn2d] table.
+SEARCH_SPACE = {
+    "filters": {"type": "categorical", "choices": [[8, 8], [10, 10], [16, 16], [16, 32], [32, 32]]},
+    "kernel_size": {"type": "int", "low": 3, "high": 7, "step": 2},
+    "pool_size": {"type": "int", "low": 2, "high": 4},
+    "dense_units": {"type": "categorical", "choices": [64, 128, 256, 512]},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+}
+
+
+@register_model("cnn2d", DEFAULTS, SEARCH_SPACE)
+def build(input_shape, n_classes, *, filters, kernel_size, pool_size, dense_units, dropout):
     """2D-CNN: [Conv2D(10, 5x5), MaxPool2D(2)] x 2, Flatten, Dense(512), softmax."""
     inputs = spectrogram_input(input_shape)
     x = layers.Reshape((*inputs.shape[1:], 1), name="as_image")(inputs)

@@ -9,52 +9,30 @@ from __future__ import annotations
 from keras import layers
 
 from benchmark.models.blocks import (
+    CONV1D_FRONT_DEFAULTS,
+    CONV1D_FRONT_SPACE,
     classifier,
-    conv1d_blocks,
+    conv1d_front,
     dense_stack,
     spectrogram_input,
-    spectrogram_sequence,
 )
 from benchmark.models.registry import register_model
 
-DEFAULTS = {
-    "filters": (16, 32, 64),
-    "kernel_size": 3,
-    "convs_per_block": 2,
-    "pool_size": 2,
-    "dropout": 0.2,
-    "lstm_units": 96,
-    "dense_units": 64,
-    "conv_axis": "frequency",
+DEFAULTS = {**CONV1D_FRONT_DEFAULTS, "lstm_units": 96, "dense_units": 64}
+
+# What `tune` searches unless the experiment file gives a [tuning.crnn] table.
+SEARCH_SPACE = {
+    **CONV1D_FRONT_SPACE,
+    "lstm_units": {"type": "int", "low": 32, "high": 128, "step": 32},
+    "dense_units": {"type": "categorical", "choices": [32, 64, 128]},
 }
 
 
-@register_model("crnn", DEFAULTS)
-def build(
-    input_shape,
-    n_classes,
-    *,
-    filters=(16, 32, 64),
-    kernel_size=3,
-    convs_per_block=2,
-    pool_size=2,
-    dropout=0.2,
-    lstm_units=96,
-    dense_units=64,
-    conv_axis="frequency",
-):
+@register_model("crnn", DEFAULTS, SEARCH_SPACE)
+def build(input_shape, n_classes, *, lstm_units, dense_units, **front):
     """CRNN: three Conv1D blocks with batch norm, LSTM(96) over the sequence, Dense(64), softmax."""
     inputs = spectrogram_input(input_shape)
-    x = spectrogram_sequence(inputs, conv_axis)
-    x = conv1d_blocks(
-        x,
-        filters=filters,
-        kernel_size=kernel_size,
-        convs_per_block=convs_per_block,
-        pool_size=pool_size,
-        dropout=dropout,
-        batch_norm=True,
-    )
+    x = conv1d_front(inputs, batch_norm=True, **front)
     x = layers.LSTM(int(lstm_units), activation="tanh", return_sequences=True, name="lstm")(x)
     x = layers.Flatten(name="flatten")(x)
     x = dense_stack(x, [dense_units])

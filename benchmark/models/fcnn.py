@@ -14,8 +14,18 @@ from benchmark.models.registry import register_model
 DEFAULTS = {"units": 512, "n_layers": 5, "dropout": 0.0}
 
 
-@register_model("fcnn", DEFAULTS)
-def build(input_shape, n_classes, *, units=512, n_layers=5, dropout=0.0):
+# What `tune` searches unless the experiment file gives a [tuning.fcnn] table.
+SEARCH_SPACE = {
+    "units": {"type": "categorical", "choices": [128, 256, 512, 1024]},
+    "n_layers": {"type": "int", "low": 1, "high": 5},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+}
+
+
+@register_model("fcnn", DEFAULTS, SEARCH_SPACE)
+def build(input_shape, n_classes, *, units, n_layers, dropout):
     """Fully connected: Flatten, then n_layers x Dense(units, relu), softmax."""
     inputs = spectrogram_input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)

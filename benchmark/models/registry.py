@@ -1,7 +1,8 @@
 """Name -> builder registry for the networks, in the style of timm's ``register_model``.
 
 A builder is ``build(input_shape, n_classes, **hp) -> keras.Model`` with a module-level
-``DEFAULTS`` dict holding the paper's hyperparameters. Registering it by name is all a new
+``DEFAULTS`` dict holding the paper's hyperparameters: the one place they are written down, since
+:func:`create_model` always passes every hyperparameter, defaults filled in. Registering it by name is all a new
 architecture needs to be trained, tuned, reported and tested (the model tests are
 parametrised over :func:`list_models`).
 """
@@ -28,19 +29,26 @@ class ModelSpec:
     build: Builder
     defaults: Mapping[str, Any]
     summary: str
+    #: The default Optuna search space, in the experiment file's ``[tuning.<model>]`` format.
+    search_space: Mapping[str, Mapping[str, Any]]
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, defaults: Mapping[str, Any]) -> Callable[[Builder], Builder]:
-    """Decorator registering ``build`` under ``name`` with its default hyperparameters."""
+def register_model(
+    name: str, defaults: Mapping[str, Any], search_space: Mapping[str, Mapping[str, Any]] | None = None
+) -> Callable[[Builder], Builder]:
+    """Decorator registering ``build`` under ``name`` with its defaults and default search space."""
 
     def decorator(build: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-        _REGISTRY[name] = ModelSpec(name, build, MappingProxyType(dict(defaults)), summary)
+        _REGISTRY[name] = ModelSpec(
+            name, build, MappingProxyType(dict(defaults)), summary,
+            MappingProxyType(dict(search_space or {})),
+        )
         return build
 
     return decorator
