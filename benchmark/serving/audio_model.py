@@ -1,0 +1,253 @@
+"""The audio-in model: an MLflow pyfunc that turns audio files into genres.
+
+Every training run logs one beside its Keras network (artifact path ``audio_model``, run tag
+``audio_model_uri``). It bundles all that labelling a new file needs and nothing of the
+training data:
+
+- ``network.keras``: the trained network;
+- ``preprocessing.json``: the feature parameters it was trained on (representation, sample
+  rate, n_fft, hop, mel bands, frames, hence the clip length), the normalisation and the
+  segmenting;
+- ``labels.json``: the class names in the label encoder's order (its ``classes_``), so column
+  ``i`` of the network's output is ``classes[i]``;
+- the ``benchmark`` package itself (MLflow ``code_paths``), so the model preprocesses with the
+  very code it was trained with, even where the project is not installed.
+
+Input: a DataFrame with a ``path`` column (files the serving process can read) and/or an
+``audio`` column (the file's bytes, base64); a row uses ``audio`` where it is set, else ``path``.
+Each clip goes through :func:`benchmark.data.tracks.load_audio` and
+:func:`benchmark.data.features.compute_features`, exactly as in training: decoded to mono at the
+training rate, zero-padded or trimmed to the training length, spectrogram, scaled per clip.
+
+Output: one row per input row: ``genre`` (the most probable class), ``probability`` (its
+probability), ``p_<genre>`` for every class, and ``error``: ``None``, or why that row could not
+be labelled (not audio, empty, missing, bad base64), in which case its ``genre`` and
+probabilities are ``None`` too (``null`` over REST; the probability columns are then of object
+dtype). A bad row never fails the rest of the batch, on the command line or over REST; an input
+with neither column fails the whole call (REST: 400).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.metadata
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from benchmark.data.features import FeatureParams, compute_features
+from benchmark.data.tracks import load_audio
+from benchmark.errors import BenchmarkError
+
+#: Version of ``preprocessing.json``; a model written by a later version fails to load clearly.
+PREPROCESSING_FORMAT = 1
+INPUT_COLUMNS = ("path", "audio")
+#: Clips per network call: bounds memory at the study's input size (5.4 MB a spectrogram).
+PREDICT_BATCH = 32
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+#: What the model needs to load and run, besides the Keras backend.
+_REQUIRED_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "librosa", "soundfile", "cloudpickle")
+
+
+def preprocessing_config(params: FeatureParams) -> dict:
+    """What ``preprocessing.json`` holds: how a decoded clip becomes the network's input."""
+    return {
+        "format": PREPROCESSING_FORMAT,
+        "features": asdict(params),
+        # compute_features min-max scales each spectrogram on its own: no statistics to carry.
+        "normalisation": {"mode": "per_clip"},
+        # One prediction per whole clip, padded or trimmed to the training length. Cutting clips
+        # into segments and voting over them would record its settings here.
+        "segmenting": {"mode": "none"},
+    }
+
+
+def feature_params_from(config: dict) -> FeatureParams:
+    """The :class:`FeatureParams` of a ``preprocessing.json``; unknown settings fail clearly."""
+    if config.get("format") != PREPROCESSING_FORMAT:
+        raise BenchmarkError(
+            f"audio model preprocessing format {config.get('format')!r} is not supported "
+            f"(this code reads format {PREPROCESSING_FORMAT})"
+        )
+    for key, known in (("normalisation", "per_clip"), ("segmenting", "none")):
+        if config[key]["mode"] != known:
+            raise BenchmarkError(f"audio model {key} {config[key]['mode']!r} is not supported")
+    return FeatureParams(**config["features"])
+
+
+class AudioGenreModel(mlflow.pyfunc.PythonModel):
+    """Audio files in, genres out: see the module docstring for the columns."""
+
+    def load_context(self, context) -> None:
+        import keras
+
+        artifacts = context.artifacts
+        self.params = feature_params_from(json.loads(Path(artifacts["preprocessing"]).read_text()))
+        self.class_names = json.loads(Path(artifacts["labels"]).read_text())["classes"]
+        # compile=False: inference needs no optimizer state, and loading skips rebuilding it.
+        self.network = keras.saving.load_model(artifacts["network"], compile=False)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """Label every row of ``model_input``; rows that cannot be decoded get an ``error``."""
+        frame = pd.DataFrame(model_input)
+        if not set(INPUT_COLUMNS) & set(frame.columns):
+            from mlflow.exceptions import MlflowException
+
+            # The whole request is malformed (REST answers 400), unlike one bad row.
+            raise MlflowException.invalid_parameter_value(
+                "the input needs a 'path' column (file paths) or an 'audio' column (base64 file bytes)"
+            )
+        paths = frame["path"] if "path" in frame else [None] * len(frame)
+        audio = frame["audio"] if "audio" in frame else [None] * len(frame)
+        features, errors = [], []
+        for path, encoded in zip(paths, audio):
+            try:
+                features.append(compute_features(self.decode(path, encoded), self.params))
+                errors.append(None)
+            except (BenchmarkError, OSError) as error:
+                features.append(None)
+                errors.append(str(error))
+        probabilities = np.full((len(frame), len(self.class_names)), np.nan)
+        good = [row for row, error in enumerate(errors) if error is None]
+        if good:
+            probabilities[good] = predict_probabilities(self.network, np.stack([features[r] for r in good]))
+        return result_frame(probabilities, errors, self.class_names)
+
+    def decode(self, path: object, encoded: object) -> np.ndarray:
+        """One row's samples: from the base64 ``audio`` value if given, else from ``path``."""
+        if _is_set(encoded):
+            return _decode_base64_audio(str(encoded), self.params.sample_rate)
+        if not _is_set(path):
+            raise BenchmarkError("row has neither a path nor audio")
+        file = Path(str(path)).expanduser()
+        if not file.is_file():
+            raise BenchmarkError(f"no such file: {file}")
+        if file.stat().st_size == 0:
+            raise BenchmarkError(f"empty file: {file}")
+        return load_audio(file, self.params.sample_rate)
+
+
+def _is_set(value: object) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _decode_base64_audio(encoded: str, sample_rate: int) -> np.ndarray:
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BenchmarkError("the audio value is not valid base64") from None
+    if not data:
+        raise BenchmarkError("the audio value is empty")
+    # The decoders (soundfile, then audioread) read files: hand them one.
+    with tempfile.TemporaryDirectory(prefix="benchmark-audio-") as folder:
+        file = Path(folder) / "upload"
+        file.write_bytes(data)
+        try:
+            return load_audio(file, sample_rate)
+        except BenchmarkError as error:
+            raise BenchmarkError(str(error).replace(str(file), "the uploaded audio")) from None
+
+
+def predict_probabilities(network, features: np.ndarray) -> np.ndarray:
+    """The network's class probabilities for a stack of spectrograms, float64."""
+    chunks = [
+        np.asarray(network.predict_on_batch(features[start:start + PREDICT_BATCH].astype(np.float32)))
+        for start in range(0, len(features), PREDICT_BATCH)
+    ]
+    return np.concatenate(chunks).astype(np.float64)
+
+
+def result_frame(probabilities: np.ndarray, errors: list[str | None], class_names: list[str]) -> pd.DataFrame:
+    """The output columns from per-row probabilities (NaN rows where ``errors`` says why they failed)."""
+    best = np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1)
+    genres = [None if error else class_names[index] for index, error in zip(best, errors)]
+    frame = pd.DataFrame({
+        "genre": pd.Series(genres, dtype=object),
+        "probability": probabilities.max(axis=1),
+        **{f"p_{name}": probabilities[:, column] for column, name in enumerate(class_names)},
+        "error": pd.Series(errors, dtype=object),
+    })
+    if any(errors):
+        # A failed row has no probabilities: None, which JSON writes as null (NaN is not JSON).
+        frame = frame.astype(object).where(frame.notna(), None)
+    return frame
+
+
+def signature(class_names: list[str]):
+    """The model's signature: string ``path``/``audio`` in; genre, probabilities, error out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = Schema([ColSpec("string", name, required=False) for name in INPUT_COLUMNS])
+    # Every output may be null: the error of a row that failed, the rest of a row that did.
+    outputs = Schema([
+        ColSpec(kind, name, required=False)
+        for kind, name in [("string", "genre"), ("double", "probability"),
+                           *(("double", f"p_{genre}") for genre in class_names), ("string", "error")]
+    ])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements: given, not inferred (inference reloads the model in a subprocess)."""
+    import keras
+
+    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[keras.backend.backend()]
+    return [f"{name}=={importlib.metadata.version(name)}" for name in (*_REQUIRED_PACKAGES, backend)]
+
+
+def audio_model_arguments(folder: Path, network, params: FeatureParams, class_names: list[str]) -> dict:
+    """Keyword arguments of ``mlflow.pyfunc.log_model``/``save_model`` for ``network``.
+
+    Writes the bundle's files into ``folder``, which MLflow copies into the model: the folder
+    may be deleted once the model is logged or saved.
+    """
+    folder = Path(folder)
+    network.save(folder / "network.keras")
+    (folder / "preprocessing.json").write_text(json.dumps(preprocessing_config(params), indent=2))
+    (folder / "labels.json").write_text(json.dumps({"classes": [str(n) for n in class_names]}, indent=2))
+    return {
+        # Models from code: MLflow runs this file at load time instead of unpickling an object.
+        "python_model": str(_PACKAGE_DIR / "serving" / "audio_model_code.py"),
+        "artifacts": {
+            "network": str(folder / "network.keras"),
+            "preprocessing": str(folder / "preprocessing.json"),
+            "labels": str(folder / "labels.json"),
+        },
+        "code_paths": [str(_PACKAGE_DIR)],
+        "signature": signature(list(class_names)),
+        "input_example": pd.DataFrame({"path": ["song.wav"]}),
+        "pip_requirements": requirements(),
+    }
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """No MLflow progress bars or INFO lines for the duration of the block.
+
+    Saving or loading a pyfunc copies each bundled file with a progress bar of its own: three
+    bars a run, which bury the harness's own progress lines and the ``predict`` bar.
+    """
+    variable = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved_variable, mlflow_logger = os.environ.get(variable), logging.getLogger("mlflow")
+    saved_level = mlflow_logger.level
+    os.environ[variable] = "false"
+    mlflow_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        mlflow_logger.setLevel(saved_level)
+        if saved_variable is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved_variable

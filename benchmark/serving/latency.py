@@ -1,0 +1,140 @@
+"""``latency``: how fast each network labels audio on this machine.
+
+For every network at an experiment's input shape it measures, with :mod:`timeit`:
+
+- the network alone on one clip (batch 1, the median over ``repeats`` calls after warm-up),
+  through the same call the audio model makes (:func:`predict_probabilities`);
+- its throughput on a batch (clips per second at ``batch_size``);
+- end to end, audio file to genre: the audio model saved with MLflow, loaded back as a pyfunc,
+  and asked for one 10 s wav file (decode + spectrogram + network + MLflow's input checks).
+
+Decoding and the spectrogram do not depend on the network; they are also timed on their own.
+The networks are built untrained: weights do not change the arithmetic, so the timings are those
+of the trained models, with no training needed first.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import timeit
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.data.gtzan import GTZAN_GENRES
+
+CLIP_SECONDS = 10.0
+WARMUP_CALLS = 3
+
+
+def median_ms(call, repeats: int) -> float:
+    """Median wall time of ``call`` in milliseconds, after a few untimed warm-up calls."""
+    timeit.repeat(call, repeat=WARMUP_CALLS, number=1)  # tracing, first allocations, caches
+    return 1000.0 * statistics.median(timeit.repeat(call, repeat=repeats, number=1))
+
+
+def measure_latency(
+    experiments: Sequence[str],
+    models: Sequence[str] | None = None,
+    *,
+    repeats: int = 30,
+    batch_size: int = 32,
+    end_to_end: bool = True,
+) -> pd.DataFrame:
+    """One row per (experiment, network): parameters and the timings described above."""
+    from benchmark.config import load_experiment
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="benchmark-latency-") as folder:
+        for name in experiments:
+            config = load_experiment(name)
+            clip = _write_clip(Path(folder) / f"{config.name}.wav", config.data.sample_rate)
+            preprocessing = _preprocessing_ms(config, clip, repeats)
+            for network in models or config.run.models:
+                rows.append({
+                    "experiment": config.name,
+                    **preprocessing,
+                    **_network_row(config, network, clip, repeats=repeats, batch_size=batch_size,
+                                   end_to_end=end_to_end),
+                })
+    return pd.DataFrame(rows)
+
+
+def _write_clip(path: Path, sample_rate: int) -> Path:
+    """A 10 s synthetic rock clip as 16-bit wav: what an upload would be."""
+    import soundfile
+
+    from benchmark.data.synth.clip import synthesize_clip
+
+    audio = synthesize_clip("rock", 0, seconds=CLIP_SECONDS, sample_rate=sample_rate)
+    soundfile.write(path, audio, sample_rate, subtype="PCM_16")
+    return path
+
+
+def _preprocessing_ms(config, clip: Path, repeats: int) -> dict:
+    from benchmark.data.features import compute_features
+    from benchmark.data.tracks import load_audio
+    from benchmark.runner import feature_params
+
+    params = feature_params(config)
+    audio = load_audio(clip, params.sample_rate)
+    return {
+        "input": "x".join(map(str, params.shape)),
+        "decode_ms": median_ms(lambda: load_audio(clip, params.sample_rate), repeats),
+        "features_ms": median_ms(lambda: compute_features(audio, params), repeats),
+    }
+
+
+def _network_row(config, name: str, clip: Path, *, repeats: int, batch_size: int, end_to_end: bool) -> dict:
+    import keras
+
+    from benchmark.models import create_model, resolve_hyperparameters
+    from benchmark.runner import feature_params
+    from benchmark.serving.audio_model import predict_probabilities
+
+    keras.utils.clear_session(free_memory=True)
+    params = feature_params(config)
+    hyperparameters = resolve_hyperparameters(name, config.model_settings(name).hyperparameters)
+    network = create_model(name, params.shape, len(GTZAN_GENRES), **hyperparameters)
+    rng = np.random.default_rng(0)
+    one = rng.random((1, *params.shape), dtype=np.float32)
+    batch = rng.random((batch_size, *params.shape), dtype=np.float32)
+    batch_ms = median_ms(lambda: predict_probabilities(network, batch), max(3, repeats // 5))
+    row = {
+        "network": name,
+        "parameters": int(network.count_params()),
+        "network_ms": median_ms(lambda: predict_probabilities(network, one), repeats),
+        f"clips_per_s_batch{batch_size}": 1000.0 * batch_size / batch_ms,
+    }
+    if end_to_end:
+        row["end_to_end_ms"] = _end_to_end_ms(network, params, clip, repeats)
+    return row
+
+
+def _end_to_end_ms(network, params, clip: Path, repeats: int) -> float:
+    """One file through the audio model as MLflow serves it: saved, loaded, ``predict``."""
+    import mlflow.pyfunc
+
+    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+
+    # Its own folder, deleted at once: at the study's size one fcnn model is 2.8 GB.
+    with tempfile.TemporaryDirectory(prefix="benchmark-latency-model-") as folder, quiet_mlflow():
+        bundle, saved = Path(folder) / "bundle", Path(folder) / "model"
+        bundle.mkdir()
+        arguments = audio_model_arguments(bundle, network, params, list(GTZAN_GENRES))
+        mlflow.pyfunc.save_model(str(saved), **arguments)
+        model = mlflow.pyfunc.load_model(str(saved))
+        request = pd.DataFrame({"path": [str(clip)]})
+        return median_ms(lambda: model.predict(request), repeats)
+
+
+def render_latency(table: pd.DataFrame) -> str:
+    """The table as aligned text, times in ms to one decimal, parameters with separators."""
+    leading = ["experiment", "input", "network", "parameters"]
+    ordered = table[leading + [column for column in table.columns if column not in leading]]
+    formatters = {column: "{:,.1f}".format for column in ordered.columns
+                  if column.endswith("_ms") or column.startswith("clips_per_s")}
+    return ordered.to_string(index=False, formatters=formatters | {"parameters": "{:,}".format})

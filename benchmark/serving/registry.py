@@ -1,0 +1,148 @@
+"""``promote``: register the best run of a batch in the MLflow Model Registry as the champion.
+
+The best run is chosen among the batch's finished training runs that carry an audio model
+(tag ``audio_model_uri``), by one metric: higher is better, except for losses, times and sizes.
+Its audio model becomes a new version of ``genre-classifier`` and the alias ``champion`` moves
+to that version, so ``models:/genre-classifier@champion`` always names the promoted model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from benchmark.errors import BenchmarkError
+
+REGISTERED_MODEL = "genre-classifier"
+CHAMPION_ALIAS = "champion"
+DEFAULT_METRIC = "test_accuracy"
+#: Runs searched for the most recent batch: the newest training run decides it.
+_LATEST_SEARCH = 100
+#: ``run_kind`` tags of training runs (absent too); tuning trials and reports are not candidates.
+TRAINING_KINDS = (None, "train")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What ``promote`` did: the chosen run, why it won, and the registered version."""
+
+    experiment: str
+    batch_id: str
+    run_id: str
+    run_name: str
+    network: str
+    metric: str
+    value: float
+    lower_is_better: bool
+    candidates: int
+    registered_model: str
+    version: str
+    alias: str
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses, times (``*_ms*``, ``*seconds``) and sizes are better small; scores better large."""
+    return metric.endswith(("loss", "seconds")) or "_ms" in metric or metric == "parameters"
+
+
+def open_store(tracking_uri: str | None) -> str:
+    """Connect to an existing tracking store; a local store that is not there is an error.
+
+    Reading commands must not leave an empty ``mlruns/`` behind in whatever folder they ran in.
+    """
+    from benchmark import tracking
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    if urlparse(uri).scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise BenchmarkError(
+            f"no tracking store at {uri}: run `python -m benchmark run` here first, or pass "
+            "--tracking-uri (or set MLFLOW_TRACKING_URI)"
+        )
+    tracking.connect(uri)
+    return uri
+
+
+def promote(
+    experiment: str,
+    *,
+    batch_id: str | None = None,
+    metric: str = DEFAULT_METRIC,
+    tracking_uri: str | None = None,
+    registered_model: str = REGISTERED_MODEL,
+) -> Promotion:
+    """Register the best audio model of a batch (the latest if ``batch_id`` is None) as champion."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    open_store(tracking_uri)
+    client = MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        names = sorted(item.name for item in client.search_experiments())
+        raise BenchmarkError(
+            f"no MLflow experiment {experiment!r}; experiments: {', '.join(names) or 'none'}"
+        )
+    if batch_id is not None and not re.fullmatch(r"[\w.-]+", batch_id):
+        raise BenchmarkError(f"not a batch id: {batch_id!r} (`run` prints it, e.g. 20250101-120000-ab12cd)")
+    batch_id = batch_id or latest_batch(client, found.experiment_id, experiment)
+    candidates = client.search_runs(
+        [found.experiment_id],
+        filter_string=f"tags.batch_id = '{batch_id}' and attributes.status = 'FINISHED'",
+    )
+    candidates = [run for run in candidates if is_training_run(run) and run.data.tags.get("audio_model_uri")]
+    if not candidates:
+        raise BenchmarkError(
+            f"batch {batch_id!r} of experiment {experiment!r} has no finished run with an audio model "
+            "(runs logged before audio models existed have none: train again)"
+        )
+    best = best_run(candidates, metric)
+    value = best.data.metrics[metric]
+    try:
+        version = mlflow.register_model(
+            best.data.tags["audio_model_uri"], registered_model,
+            tags={"batch_id": batch_id, "model": best.data.tags.get("model", ""),
+                  "selected_by": metric, metric: str(value)},
+        )
+        client.set_registered_model_alias(registered_model, CHAMPION_ALIAS, version.version)
+    except MlflowException as error:
+        raise BenchmarkError(f"cannot register the model: {error.message.splitlines()[0]}") from None
+    return Promotion(
+        experiment=experiment, batch_id=batch_id, run_id=best.info.run_id,
+        run_name=best.info.run_name, network=best.data.tags.get("model", "?"), metric=metric,
+        value=value, lower_is_better=lower_is_better(metric), candidates=len(candidates),
+        registered_model=registered_model, version=str(version.version), alias=CHAMPION_ALIAS,
+    )
+
+
+def latest_batch(client, experiment_id: str, experiment: str) -> str:
+    """The batch of the experiment's most recently started training run."""
+    runs = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"],
+                              max_results=_LATEST_SEARCH)
+    for run in runs:
+        if is_training_run(run) and "batch_id" in run.data.tags:
+            return run.data.tags["batch_id"]
+    raise BenchmarkError(f"experiment {experiment!r} has no training runs")
+
+
+def is_training_run(run) -> bool:
+    """A run of `run` (tag ``model``, no other ``run_kind``), not a tuning trial or a report."""
+    return "model" in run.data.tags and run.data.tags.get("run_kind") in TRAINING_KINDS
+
+
+def best_run(runs: list, metric: str):
+    """The run with the best value of ``metric``; runs without it (or with NaN) are left out.
+
+    Ties go to the earliest-started run, so promoting the same batch twice picks the same run.
+    """
+    scored = [run for run in runs if math.isfinite(run.data.metrics.get(metric, math.nan))]
+    if not scored:
+        known = sorted({name for run in runs for name in run.data.metrics})
+        raise BenchmarkError(
+            f"no run of the batch has metric {metric!r}; metrics: {', '.join(known) or 'none'}"
+        )
+    sign = 1.0 if lower_is_better(metric) else -1.0
+    return min(scored, key=lambda run: (sign * run.data.metrics[metric], run.info.start_time))
