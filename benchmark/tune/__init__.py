@@ -1,0 +1,133 @@
+"""Hyperparameter tuning with Optuna over the same training code as ``run``.
+
+:func:`tune_model` is what ``python -m benchmark tune`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.config import ExperimentConfig
+from benchmark.errors import BenchmarkError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneOutcome:
+    """What a tuning invocation did and found."""
+
+    study_name: str
+    storage: str
+    trials_before: int
+    trials_after: int
+    best_value: float | None
+    best_params: dict
+    best_trial: int | None
+    tuned_experiment: Path | None
+    parent_run_id: str
+    summary: object  # pandas DataFrame of every trial
+
+
+def tune_model(
+    config: ExperimentConfig,
+    model_name: str,
+    *,
+    trials: int,
+    timeout: float | None = None,
+    study_name: str | None = None,
+    storage: str | None = None,
+    jobs: int = 1,
+    tracking_uri: str | None = None,
+    export_dir: Path | None = None,
+) -> TuneOutcome:
+    """Add ``trials`` trials to the model's study (created or resumed) and export the best.
+
+    Validates the search space and prepares the data before any trial runs, so a typo or a
+    missing data folder fails at once.
+    """
+    import optuna
+
+    from benchmark import tracking
+    from benchmark.models import get_model_spec
+    from benchmark.runner import prepare_data
+    from benchmark.tune.export import study_figures, write_tuned_experiment
+    from benchmark.tune.space import decode_params, search_space
+    from benchmark.tune.study import WorkerTask, default_storage, load_study, run_workers
+
+    if trials < 1 or jobs < 1:
+        raise BenchmarkError("--trials and --jobs must be at least 1")
+    get_model_spec(model_name)
+    space = search_space(config, model_name)
+    study_name = study_name or f"{config.name}-{model_name}"
+    storage = storage or default_storage()
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.connect(uri)
+    experiment_id = tracking.ensure_experiment(f"{config.name}-tuning", uri)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(config, study_name, storage)
+    before = len(study.trials)
+    log.info("study %r in %s: %d trials so far; adding %d (%s over %s)", study_name, storage,
+             before, trials, config.tuning.metric, ", ".join(space))
+    # Once here, with a progress bar, so that worker processes find every spectrogram cached.
+    prepared = prepare_data(config)
+    tags = {"model": model_name, "run_kind": "tune", "study": study_name, "storage": storage,
+            "experiment": config.name, **tracking.provenance_tags()}
+    with tracking.tracked_run(experiment_id, f"tune-{model_name}", tags) as parent_run_id:
+        tracking.log_params(config.flat() | {"tune.trials": trials, "tune.jobs": jobs,
+                                             "tune.timeout": timeout})
+        tracking.log_dict({name: spec.model_dump() for name, spec in space.items()}, "search_space.json")
+        run_workers(
+            WorkerTask(config, model_name, study_name, storage, uri, experiment_id, parent_run_id,
+                       trials, timeout),
+            jobs,
+            prepared,
+        )
+        study = load_study(config, study_name, storage)
+        summary = _trials_table(study)
+        best = study.best_trial if _has_complete_trial(study) else None
+        tuned_experiment = None
+        if best is not None:
+            best_params = decode_params(best.params)
+            tracking.log_metrics({f"best_{config.tuning.metric}": best.value})
+            tracking.log_dict({"trial": best.number, "value": best.value, "params": best_params},
+                              "best_params.json")
+            tuned_experiment = write_tuned_experiment(
+                config, model_name, best_params, study_name=study_name, storage=storage,
+                trial_number=best.number, value=best.value,
+                folder=export_dir or Path.cwd() / "experiments",
+            )
+        for name, figure in study_figures(study):
+            tracking.log_figure(figure, name)
+        tracking.log_artifact_text(summary.to_csv(index=False), "trials.csv")
+    return TuneOutcome(
+        study_name=study_name,
+        storage=storage,
+        trials_before=before,
+        trials_after=len(study.trials),
+        best_value=None if best is None else best.value,
+        best_params={} if best is None else best_params,
+        best_trial=None if best is None else best.number,
+        tuned_experiment=tuned_experiment,
+        parent_run_id=parent_run_id,
+        summary=summary,
+    )
+
+
+def _has_complete_trial(study) -> bool:
+    import optuna
+
+    return any(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
+
+
+def _trials_table(study):
+    """Every trial: number, state, value, duration and parameters (pandas DataFrame)."""
+    columns = ("number", "state", "value", "duration", "params_*", "user_attrs_fail_reason")
+    frame = study.trials_dataframe(attrs=("number", "state", "value", "duration", "params", "user_attrs"))
+    keep = [c for c in frame.columns if c in columns or c.startswith("params_")]
+    frame = frame[keep].copy()
+    if "duration" in frame:
+        frame["duration"] = frame["duration"].dt.total_seconds().round(1)
+    return frame.rename(columns=lambda c: c.removeprefix("params_").removeprefix("user_attrs_"))

@@ -1,0 +1,158 @@
+"""Running an Optuna study over one model: storage, resume, parallel workers, tracking, export.
+
+One parent MLflow run per invocation (in the experiment ``<name>-tuning``), one nested child
+run per trial. The study lives in a persistent storage, so running the same command again
+resumes it: ``--trials N`` always means N *more* trials.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.config import ExperimentConfig
+from benchmark.errors import BenchmarkError
+from benchmark.paths import mlruns_dir
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "optuna-journal.log"
+
+
+def default_storage() -> str:
+    """A journal file under ``mlruns/``: safe for several local worker processes at once."""
+    return str(mlruns_dir() / JOURNAL_NAME)
+
+
+def open_storage(url: str):
+    """An Optuna storage for ``url``: any SQLAlchemy URL (sqlite, postgresql, ...) or a journal file path."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if "://" in url:
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except Exception as error:  # noqa: BLE001  drivers raise their own types
+            raise BenchmarkError(f"cannot open Optuna storage {url}: {str(error).splitlines()[0]}") from None
+    path = Path(url).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(path)))
+
+
+def make_pruner(config: ExperimentConfig):
+    """The pruner the experiment asks for."""
+    import optuna
+
+    tuning = config.tuning
+    if tuning.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if tuning.pruner == "threshold":
+        if tuning.prune_below is None:
+            raise BenchmarkError("tuning.pruner = 'threshold' needs tuning.prune_below")
+        bound = {"upper" if tuning.metric == "val_loss" else "lower": tuning.prune_below}
+        return optuna.pruners.ThresholdPruner(**bound, n_warmup_steps=tuning.pruner_warmup_epochs)
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=tuning.pruner_startup_trials, n_warmup_steps=tuning.pruner_warmup_epochs
+    )
+
+
+def load_study(config: ExperimentConfig, study_name: str, storage_url: str):
+    """Create the study, or load it to resume; the sampler is TPE seeded from the experiment."""
+    import optuna
+
+    direction = "minimize" if config.tuning.metric == "val_loss" else "maximize"
+    try:
+        study = optuna.create_study(
+            storage=open_storage(storage_url),
+            study_name=study_name,
+            direction=direction,
+            sampler=optuna.samplers.TPESampler(seed=config.run.seeds[0]),
+            pruner=make_pruner(config),
+            load_if_exists=True,
+        )
+    except ValueError as error:  # e.g. an existing study optimised in the other direction
+        raise BenchmarkError(f"study {study_name!r}: {error}") from None
+    return study
+
+
+@dataclass
+class WorkerTask:
+    """Everything a worker process needs to add its share of trials to the study."""
+
+    config: ExperimentConfig
+    model_name: str
+    study_name: str
+    storage_url: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    trials: int
+    timeout: float | None
+
+
+def run_worker(task: WorkerTask, prepared=None) -> int:
+    """Add ``task.trials`` trials to the study (in this process); returns how many ran.
+
+    ``prepared`` is the experiment's data when the caller has it; a worker process loads its
+    own copy (from the feature cache the caller filled).
+    """
+    import optuna
+
+    from benchmark import tracking
+    from benchmark.runner import prepare_data
+    from benchmark.tune.objective import Objective
+
+    if multiprocessing.current_process().name != "MainProcess":
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # Our own line per trial says what Optuna's INFO lines would, and more.
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tracking.connect(task.tracking_uri)
+    study = load_study(task.config, task.study_name, task.storage_url)
+    prepared = prepared or prepare_data(task.config, progress=False)
+    objective = Objective(task.config, prepared, task.model_name, task.experiment_id,
+                          task.parent_run_id, task.study_name)
+    before = len(study.trials)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.optimize(objective, n_trials=task.trials, timeout=task.timeout,
+                       catch=(Exception,), callbacks=[_report_trial], gc_after_trial=True)
+    return len(study.trials) - before
+
+
+def run_workers(task: WorkerTask, jobs: int, prepared) -> None:
+    """Run the study's new trials in this process, or split them over ``jobs`` spawned processes."""
+    if jobs <= 1:
+        run_worker(task, prepared)
+        return
+    shares = [task.trials // jobs + (1 if index < task.trials % jobs else 0) for index in range(jobs)]
+    context = multiprocessing.get_context("spawn")  # never fork a process holding TensorFlow
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(len([s for s in shares if s]), mp_context=context) as pool:
+        futures = [pool.submit(run_worker, _with_trials(task, share)) for share in shares if share]
+        for future in futures:
+            future.result()
+
+
+def _with_trials(task: WorkerTask, trials: int) -> WorkerTask:
+    from dataclasses import replace
+
+    return replace(task, trials=trials)
+
+
+def _report_trial(study, trial) -> None:
+    """The live line per finished trial: number, state, value, best so far."""
+    import optuna
+
+    value = "" if trial.value is None else f" {trial.value:.4f}"
+    reason = trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "")
+    try:
+        best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+    except ValueError:
+        best = "no complete trial yet"
+    state = trial.state.name.lower()
+    note = f" ({reason})" if reason and trial.state == optuna.trial.TrialState.FAIL else ""
+    log.info("trial %d %s%s%s; %s", trial.number, state, value, note, best)

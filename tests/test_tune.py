@@ -1,0 +1,184 @@
+"""Optuna tuning: storage, nested MLflow runs, pruning, failures, resume, parallel workers,
+export, and a real PostgreSQL storage."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from benchmark.config import load_experiment
+from benchmark.errors import BenchmarkError
+
+pytestmark = pytest.mark.slow
+
+BASE = ["model.cnn2d.epochs=2", "tuning.pruner=none"]
+
+
+def tune(tmp_path, overrides=(), **kwargs):
+    from benchmark.tune import tune_model
+
+    config = load_experiment("smoke", [*BASE, *overrides])
+    kwargs.setdefault("storage", str(tmp_path / "journal.log"))
+    kwargs.setdefault("tracking_uri", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    return config, tune_model(config, "cnn2d", **kwargs)
+
+
+def trial_runs(outcome, uri):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("smoke-tuning")
+    runs = client.search_runs([experiment.experiment_id])
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    return client, runs, children
+
+
+def states(storage, study_name):
+    import optuna
+
+    from benchmark.tune.study import open_storage
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage))
+    return [trial.state.name for trial in study.trials], study
+
+
+def test_tiny_study_lands_in_storage_and_as_nested_runs(tmp_path):
+    config, outcome = tune(tmp_path, trials=2)
+    found, study = states(outcome.storage, "smoke-cnn2d")
+    assert found == ["COMPLETE", "COMPLETE"] and outcome.trials_after == 2
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    client, runs, children = trial_runs(outcome, uri)
+    parent = client.get_run(outcome.parent_run_id)
+    assert parent.data.tags["run_kind"] == "tune" and parent.info.status == "FINISHED"
+    assert sorted(r.data.params["trial_number"] for r in children) == ["0", "1"]
+    for child in children:
+        assert child.data.tags["trial_state"] == "complete"
+        assert len(client.get_metric_history(child.info.run_id, "val_accuracy")) == 2
+        number = int(child.data.params["trial_number"])
+        assert child.data.metrics["objective"] == pytest.approx(study.trials[number].value)
+    artifacts = {item.path for item in client.list_artifacts(outcome.parent_run_id)}
+    assert {"best_params.json", "search_space.json", "trials.csv", "optimization_history.png"} <= artifacts
+    assert parent.data.metrics["best_val_accuracy"] == pytest.approx(study.best_value)
+
+    # The exported experiment is one `run` accepts, with the winner's values.
+    tuned = load_experiment(outcome.tuned_experiment)
+    assert tuned.name == "tuned-cnn2d" and tuned.run.models == ("cnn2d",)
+    best = outcome.best_params
+    assert tuned.training_for("cnn2d").batch_size == best["batch_size"]
+    assert tuned.model_settings("cnn2d").hyperparameters["filters"] == tuple(best["filters"])
+    assert tuned.features == config.features and tuned.data == config.data
+
+    # Resuming adds trials to the same study: --trials counts added trials.
+    _, again = tune(tmp_path, trials=1)
+    assert (again.trials_before, again.trials_after) == (2, 3)
+    assert [t.number for t in states(outcome.storage, "smoke-cnn2d")[1].trials] == [0, 1, 2]
+
+
+def test_exported_experiment_retrains_the_winner_and_scores_test(tmp_path):
+    from benchmark.runner import run_experiment
+
+    _, outcome = tune(tmp_path, trials=1)
+    tuned = load_experiment(outcome.tuned_experiment)
+    result = run_experiment(tuned, ["cnn2d"], tracking_uri=f"sqlite:///{tmp_path / 'run.db'}",
+                            progress=False)
+    from mlflow import MlflowClient
+
+    run = MlflowClient(result["tracking_uri"]).get_run(result["runs"][0]["run_id"])
+    assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
+    assert run.data.params["hp.kernel_size"] == str(outcome.best_params["kernel_size"])
+
+
+def test_threshold_pruner_prunes_and_the_state_is_recorded(tmp_path):
+    overrides = ["tuning.pruner=threshold", "tuning.prune_below=1.1", "tuning.pruner_warmup_epochs=0"]
+    _, outcome = tune(tmp_path, overrides, trials=2)
+    found, _ = states(outcome.storage, "smoke-cnn2d")
+    assert found == ["PRUNED", "PRUNED"]
+    _, _, children = trial_runs(outcome, f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert {r.data.tags["trial_state"] for r in children} == {"pruned"}
+    assert outcome.best_trial is None and outcome.tuned_experiment is None
+
+
+def test_failing_trial_is_recorded_and_the_study_goes_on(tmp_path):
+    from benchmark.tune.study import load_study
+
+    # kernel 41 cannot fit the smoke input (48 x 64): that trial must fail, the next succeed.
+    overrides = ['tuning.cnn2d.kernel_size={type = "categorical", choices = [5, 41]}']
+    config = load_experiment("smoke", [*BASE, *overrides])
+    storage = str(tmp_path / "journal.log")
+    study = load_study(config, "smoke-cnn2d", storage)
+    study.enqueue_trial({"kernel_size": 41})
+    study.enqueue_trial({"kernel_size": 5})
+    _, outcome = tune(tmp_path, overrides, trials=2, storage=storage)
+    found, study = states(storage, "smoke-cnn2d")
+    assert found == ["FAIL", "COMPLETE"]
+    assert "cannot be built" in study.trials[0].user_attrs["fail_reason"]
+    _, _, children = trial_runs(outcome, f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    failed = [r for r in children if r.data.tags["trial_state"] == "failed"]
+    assert len(failed) == 1 and "cannot be built" in failed[0].data.tags["trial_reason"]
+    assert outcome.best_trial == 1
+
+
+def test_unknown_hyperparameter_in_the_space_fails_before_any_trial():
+    with pytest.raises(BenchmarkError, match="tuning.cnn2d: unknown hyperparameter 'filterz'"):
+        load_experiment("smoke", ['tuning.cnn2d.filterz={type = "int", low = 1, high = 4}'])
+
+
+def test_two_parallel_workers_lose_and_duplicate_no_trial(tmp_path):
+    _, outcome = tune(tmp_path, trials=4, jobs=2)
+    found, study = states(outcome.storage, "smoke-cnn2d")
+    assert found == ["COMPLETE"] * 4
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    _, _, children = trial_runs(outcome, f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    assert sorted(int(r.data.params["trial_number"]) for r in children) == [0, 1, 2, 3]
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture
+def postgres_url():
+    """A real PostgreSQL server on 127.0.0.1, in a throw-away data folder."""
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server not installed (Debian package postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed for PostgreSQL")
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-pg-"))  # not under pytest's 0700 folders
+    as_postgres = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+
+    def pg(*command):
+        subprocess.run([*as_postgres, *command], check=True, capture_output=True, timeout=120)
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+       f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.server
+def test_study_on_a_real_postgresql_server(tmp_path, postgres_url):
+    _, outcome = tune(tmp_path, trials=2, storage=postgres_url)
+    found, _ = states(postgres_url, "smoke-cnn2d")
+    assert found == ["COMPLETE", "COMPLETE"]
+    _, again = tune(tmp_path, trials=1, storage=postgres_url)
+    assert again.trials_after == 3
