@@ -24,6 +24,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    model_validator,
 )
 
 from benchmark.errors import BenchmarkError
@@ -116,6 +117,54 @@ class ModelSettings(_Section):
         return {key: _list_to_tuple(value) for key, value in (self.model_extra or {}).items()}
 
 
+class Distribution(_Section):
+    """One hyperparameter's search range: ``float`` (optionally ``log``), ``int`` (``step``) or ``categorical``."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    step: PositiveFloat | None = None
+    log: bool = False
+    choices: tuple[Any, ...] | None = Field(default=None, strict=False)
+
+    @model_validator(mode="after")
+    def _check_range(self):
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical distribution needs a non-empty 'choices' list")
+            return self
+        if self.low is None or self.high is None or not self.low < self.high:
+            raise ValueError(f"a {self.type} distribution needs low < high")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError("an int distribution needs integer low and high")
+        if self.log and self.low <= 0:
+            raise ValueError("a log distribution needs low > 0")
+        return self
+
+
+class TuningConfig(_Section):
+    """How ``tune`` searches; ``[tuning.<model>]`` tables replace a model's default search space."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
+
+    #: The validation metric to optimise: ``val_accuracy`` (maximised) or ``val_loss`` (minimised).
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    #: ``median`` stops trials below the median of earlier ones at the same epoch; ``threshold``
+    #: stops trials whose metric falls below ``prune_below`` (above, for a loss); ``none`` never stops.
+    pruner: Literal["median", "threshold", "none"] = "median"
+    pruner_startup_trials: NonNegativeInt = 5
+    pruner_warmup_epochs: NonNegativeInt = 2
+    prune_below: float | None = None
+
+    @property
+    def spaces(self) -> dict[str, dict[str, Distribution]]:
+        """The per-model search spaces given in the file, validated."""
+        return {
+            model: {name: Distribution.model_validate(spec) for name, spec in table.items()}
+            for model, table in (self.model_extra or {}).items()
+        }
+
+
 class ExperimentConfig(_Section):
     """A whole experiment, as loaded from one TOML file plus overrides."""
 
@@ -127,6 +176,7 @@ class ExperimentConfig(_Section):
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
     model: dict[str, ModelSettings] = {}
+    tuning: TuningConfig = TuningConfig()
 
     def model_settings(self, name: str) -> ModelSettings:
         """The ``[model.<name>]`` table, or an empty one."""
@@ -222,6 +272,23 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
             resolve_hyperparameters(name, settings.hyperparameters)
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: model.{name}: {error}") from None
+    for name, table in (config.tuning.model_extra or {}).items():
+        if not isinstance(table, Mapping):
+            raise BenchmarkError(f"{origin}: unknown key 'tuning.{name}'")
+        try:
+            get_model_spec(name)
+            tunable = set(get_model_spec(name).defaults) | set(TRAINING_KEYS)
+            for key, spec in table.items():
+                if key not in tunable:
+                    raise BenchmarkError(
+                        f"unknown hyperparameter {key!r} for model {name!r}; "
+                        f"tunable: {', '.join(sorted(tunable))}"
+                    )
+                Distribution.model_validate(spec)
+        except ValidationError as error:
+            raise BenchmarkError(f"{origin}: tuning.{name}.{key}: {_describe(error)}") from None
+        except BenchmarkError as error:
+            raise BenchmarkError(f"{origin}: tuning.{name}: {error}") from None
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:
@@ -272,4 +339,7 @@ def _describe(error: ValidationError) -> str:
         return f"unknown key {key!r}"
     if problem["type"] == "missing":
         return f"missing key {key!r}"
-    return f"{key}: {problem['msg'].lower()} (got {problem.get('input')!r})"
+    message = problem["msg"].removeprefix("Value error, ").lower()
+    if problem["type"] == "value_error":  # our own validators: the message says it all
+        return f"{key}: {message}" if key else message
+    return f"{key}: {message} (got {problem.get('input')!r})"

@@ -210,6 +210,7 @@ def run_model(
         model_uri = tracking.log_keras_model(
             result.model, example, evaluation.probabilities[:2].astype(np.float32)
         )
+        tracking.log_audio_model(result.model, prepared.params, prepared.class_names)
     log.info("%s: test accuracy %.4f, macro F1 %.4f", label, evaluation.metrics["accuracy"],
              evaluation.metrics["macro_f1"])
     return {

@@ -149,15 +149,49 @@ def _git(*args: str) -> str:
 
 
 @contextmanager
-def tracked_run(experiment_id: str, run_name: str, tags: Mapping[str, str]) -> Iterator[str]:
+def tracked_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, str], *, parent_run_id: str | None = None
+) -> Iterator[str]:
     """An MLflow run for the duration of the block; yields its id.
 
-    An exception inside marks the run FAILED (KILLED on Ctrl-C) instead of leaving it RUNNING.
+    With ``parent_run_id`` it is a child run (a tuning trial), also from another process. An
+    exception inside marks the run FAILED (KILLED on Ctrl-C) instead of leaving it RUNNING.
     """
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags)) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
+        nested=parent_run_id is not None, parent_run_id=parent_run_id,
+    ) as run:
         yield run.info.run_id
+
+
+def set_tags(tags: Mapping[str, str]) -> None:
+    """Tag the active run."""
+    import mlflow
+
+    mlflow.set_tags(dict(tags))
+
+
+def log_figure(figure, artifact_file: str) -> None:
+    """Save a matplotlib figure as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_figure(figure, artifact_file)
+
+
+def log_artifact_text(text: str, artifact_file: str) -> None:
+    """Save text as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_dict(payload: Mapping[str, Any], artifact_file: str) -> None:
+    """Save a dict as a JSON (or YAML) artifact of the active run."""
+    import mlflow
+
+    mlflow.log_dict(dict(payload), artifact_file)
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -204,6 +238,26 @@ def log_keras_model(model, example_input, example_output) -> str:
     )
     # The run points at its model, so reports and `predict` can find it from the run alone.
     mlflow.set_tag("model_uri", info.model_uri)
+    return info.model_uri
+
+
+def log_audio_model(network, params, class_names) -> str:
+    """Log the audio-in pyfunc model of the trained network; returns its URI.
+
+    It bundles the network, the feature parameters and the class names
+    (:mod:`benchmark.serving.audio_model`), so it labels audio files with no access to the
+    training data. The run's ``audio_model_uri`` tag points at it, for ``promote`` to register.
+    """
+    import tempfile
+
+    import mlflow.pyfunc
+
+    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+
+    with tempfile.TemporaryDirectory(prefix="benchmark-audio-model-") as folder, quiet_mlflow():
+        arguments = audio_model_arguments(Path(folder), network, params, class_names)
+        info = mlflow.pyfunc.log_model(name="audio_model", **arguments)
+    mlflow.set_tag("audio_model_uri", info.model_uri)
     return info.model_uri
 
 
