@@ -163,6 +163,7 @@ def run_model(
     x_test, y_test = prepared.subset("test")
     label = f"{model_name} seed {seed}"
     tags = {
+        "run_kind": tracking.TRAINING_RUN,
         "model": model_name,
         "seed": str(seed),
         "experiment": config.name,

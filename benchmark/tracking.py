@@ -26,6 +26,10 @@ from benchmark.paths import mlruns_dir
 log = logging.getLogger(__name__)
 
 DATABASE_NAME = "mlflow.db"
+#: ``run_kind`` tag of the runs `run` makes; tuning trials, studies and reports carry others.
+TRAINING_RUN = "train"
+#: MLflow search filter for training runs, which reports and promotion read.
+TRAINING_RUNS_FILTER = f"tags.run_kind = '{TRAINING_RUN}'"
 #: Packages whose versions every run records, so a result can be repeated a year later.
 RECORDED_PACKAGES = (
     "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "librosa", "soundfile",
@@ -62,6 +66,22 @@ def connect(uri: str) -> None:
         except OSError as error:
             raise BenchmarkError(f"cannot create the tracking store {database.parent}: {error}") from None
     mlflow.set_tracking_uri(uri)
+
+
+def open_existing_store(tracking_uri: str | None) -> str:
+    """Connect to a store that must already exist; returns its URI.
+
+    Commands that only read (report, promote, predict) must not leave an empty ``mlruns/``
+    behind in whatever folder they ran in.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    if urlparse(uri).scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise BenchmarkError(
+            f"no tracking store at {uri}: run `python -m benchmark run` here first, or pass "
+            "--tracking-uri (or set MLFLOW_TRACKING_URI)"
+        )
+    connect(uri)
+    return uri
 
 
 def _check_server(uri: str) -> None:

@@ -67,7 +67,7 @@ class Planter:
         predicted = np.where(right, clips["label"], (clips["label"] + 1) % len(GENRES))
         run = self.client.create_run(
             self.experiment_id, start_time=self._clock, run_name=f"{model}-seed{seed}",
-            tags={"model": model, "seed": str(seed), "batch_id": batch_id, "experiment": self.experiment,
+            tags={"run_kind": "train", "model": model, "seed": str(seed), "batch_id": batch_id, "experiment": self.experiment,
                   "split_hash": split_hash, "data_fingerprint": "fingerprint-1",
                   "keras_backend": "tensorflow", "git_commit": "abc123", "version.keras": "3.0.0"}
             | ({"fold": str(fold)} if fold is not None else {}),

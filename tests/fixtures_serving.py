@@ -42,7 +42,7 @@ def plant_run(uri: str, *, batch_id: str, metrics: dict, seed: int = 0) -> str:
     experiment_id = tracking.ensure_experiment(PLANTED_EXPERIMENT, uri)
     keras.utils.set_random_seed(seed)  # distinct, repeatable weights per planted run
     network = create_model(PLANTED_NETWORK, smoke_params().shape, len(GTZAN_GENRES))
-    tags = {"model": PLANTED_NETWORK, "seed": str(seed), "batch_id": batch_id,
+    tags = {"run_kind": "train", "model": PLANTED_NETWORK, "seed": str(seed), "batch_id": batch_id,
             "experiment": PLANTED_EXPERIMENT}
     with tracking.tracked_run(experiment_id, f"{PLANTED_NETWORK}-seed{seed}", tags) as run_id:
         mlflow.log_metrics(metrics)

@@ -67,6 +67,7 @@ def test_one_finished_run_per_model_with_identifying_tags(smoke_batch):
         assert run.info.run_name == f"{model}-seed0"
         tags = run.data.tags
         assert tags["seed"] == "0" and tags["experiment"] == "smoke"
+        assert tags["run_kind"] == "train"  # what report and promote select on
         assert tags["keras_backend"] == "tensorflow"
         assert tags["git_commit"] and tags["version.keras"] and tags["version.mlflow"]
     # The local store keeps artifacts beside the database, not in the working directory.

@@ -12,7 +12,6 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -29,8 +28,6 @@ RUN_METRICS = (
     "test_accuracy", "test_macro_f1", "final_val_accuracy", "parameters", "train_seconds",
     "test_inference_ms_per_clip", "epochs_run",
 )
-#: ``run_kind`` tag values that mark a training run; absent means training too (older runs).
-TRAINING_KINDS = ("train",)
 
 
 @dataclass
@@ -65,7 +62,7 @@ def load_batch(experiment: str, batch: str | None = None, tracking_uri: str | No
     from mlflow import MlflowClient
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    _open_store(uri)
+    tracking.open_existing_store(uri)
     client = MlflowClient(tracking_uri=uri)
     found = client.get_experiment_by_name(experiment)
     if found is None or found.lifecycle_stage == "deleted":
@@ -103,28 +100,15 @@ def load_batch(experiment: str, batch: str | None = None, tracking_uri: str | No
     )
 
 
-def _open_store(uri: str) -> None:
-    """Connect, but never create a store just to find it empty."""
-    if urlparse(uri).scheme == "sqlite":
-        database = Path(uri.removeprefix("sqlite:///"))
-        if not database.is_file():
-            raise BenchmarkError(
-                f"no tracking store at {database}: run `python -m benchmark run` here first, "
-                "or pass --tracking-uri"
-            )
-    tracking.connect(uri)
-
-
 def training_runs(experiment_id: str) -> pd.DataFrame:
     """Every training run of an experiment, newest first (report runs and other kinds left out)."""
     import mlflow
 
-    runs = mlflow.search_runs([experiment_id], order_by=["attributes.start_time DESC"])
+    runs = mlflow.search_runs([experiment_id], filter_string=tracking.TRAINING_RUNS_FILTER,
+                              order_by=["attributes.start_time DESC"])
     if runs.empty or "tags.model" not in runs or "tags.batch_id" not in runs:
         return pd.DataFrame()
-    kind = runs["tags.run_kind"] if "tags.run_kind" in runs else pd.Series(np.nan, index=runs.index)
-    training = kind.isna() | kind.isin(TRAINING_KINDS)
-    keep = runs["tags.model"].notna() & runs["tags.batch_id"].notna() & training
+    keep = runs["tags.model"].notna() & runs["tags.batch_id"].notna()
     return runs[keep].reset_index(drop=True)
 
 

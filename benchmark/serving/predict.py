@@ -51,10 +51,10 @@ def collect_audio_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[P
 
 def load_audio_model(model_uri: str, tracking_uri: str | None = None):
     """The pyfunc audio model at ``model_uri``; any failure to load it is one clear error."""
-    from benchmark.serving.registry import open_store
+    from benchmark import tracking
 
     if model_uri.startswith(("models:/", "runs:/")):
-        open_store(tracking_uri)  # Only these schemes are resolved through a tracking store.
+        tracking.open_existing_store(tracking_uri)  # Only these schemes are resolved through a tracking store.
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 

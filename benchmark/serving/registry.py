@@ -11,9 +11,8 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlparse
 
+from benchmark import tracking
 from benchmark.errors import BenchmarkError
 
 REGISTERED_MODEL = "genre-classifier"
@@ -21,8 +20,6 @@ CHAMPION_ALIAS = "champion"
 DEFAULT_METRIC = "test_accuracy"
 #: Runs searched for the most recent batch: the newest training run decides it.
 _LATEST_SEARCH = 100
-#: ``run_kind`` tags of training runs (absent too); tuning trials and reports are not candidates.
-TRAINING_KINDS = (None, "train")
 
 
 @dataclass(frozen=True)
@@ -48,23 +45,6 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith(("loss", "seconds")) or "_ms" in metric or metric == "parameters"
 
 
-def open_store(tracking_uri: str | None) -> str:
-    """Connect to an existing tracking store; a local store that is not there is an error.
-
-    Reading commands must not leave an empty ``mlruns/`` behind in whatever folder they ran in.
-    """
-    from benchmark import tracking
-
-    uri = tracking.resolve_tracking_uri(tracking_uri)
-    if urlparse(uri).scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise BenchmarkError(
-            f"no tracking store at {uri}: run `python -m benchmark run` here first, or pass "
-            "--tracking-uri (or set MLFLOW_TRACKING_URI)"
-        )
-    tracking.connect(uri)
-    return uri
-
-
 def promote(
     experiment: str,
     *,
@@ -78,7 +58,7 @@ def promote(
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    open_store(tracking_uri)
+    tracking.open_existing_store(tracking_uri)
     client = MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is None:
@@ -120,17 +100,17 @@ def promote(
 
 def latest_batch(client, experiment_id: str, experiment: str) -> str:
     """The batch of the experiment's most recently started training run."""
-    runs = client.search_runs([experiment_id], order_by=["attributes.start_time DESC"],
-                              max_results=_LATEST_SEARCH)
+    runs = client.search_runs([experiment_id], filter_string=tracking.TRAINING_RUNS_FILTER,
+                              order_by=["attributes.start_time DESC"], max_results=_LATEST_SEARCH)
     for run in runs:
-        if is_training_run(run) and "batch_id" in run.data.tags:
+        if "batch_id" in run.data.tags:
             return run.data.tags["batch_id"]
     raise BenchmarkError(f"experiment {experiment!r} has no training runs")
 
 
 def is_training_run(run) -> bool:
-    """A run of `run` (tag ``model``, no other ``run_kind``), not a tuning trial or a report."""
-    return "model" in run.data.tags and run.data.tags.get("run_kind") in TRAINING_KINDS
+    """A run of `run`, not a tuning trial, a study or a report."""
+    return "model" in run.data.tags and run.data.tags.get("run_kind") == tracking.TRAINING_RUN
 
 
 def best_run(runs: list, metric: str):
