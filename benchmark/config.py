@@ -32,7 +32,9 @@ from benchmark.errors import BenchmarkError
 PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
 #: Keys of a ``[model.<name>]`` table that configure training; every other key is a hyperparameter.
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+#: The bundled experiment files. They live inside the package so that a non-editable install
+#: has them too; the repository's top-level ``experiments/`` is a link to this folder.
+EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
 
 
 def _list_to_tuple(value: Any) -> Any:

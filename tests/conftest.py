@@ -4,6 +4,7 @@ in environments that hold only Keras and the backend."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,20 @@ EXCERPTS = SHARED_DATA / "gtzan-excerpts"
 def shared_cache(tmp_path_factory) -> Path:
     """One cache for the session, so the synthetic data set is generated once."""
     return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def contained_temporary_files(tmp_path_factory):
+    """Keep temporary folders inside pytest's own tree, which pytest prunes.
+
+    MLflow leaves a folder in the system temp dir for every artifact download and model load;
+    a test session makes hundreds of them.
+    """
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
+    patch.setattr(tempfile, "tempdir", None)  # tempfile caches the folder it chose first
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)

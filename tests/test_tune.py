@@ -151,7 +151,8 @@ def postgres_url():
     if bindir is None:
         pytest.skip("PostgreSQL server not installed (Debian package postgresql; .ci/run installs it)")
     pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed for PostgreSQL")
-    folder = Path(tempfile.mkdtemp(prefix="benchmark-pg-"))  # not under pytest's 0700 folders
+    # In /tmp itself: the postgres user cannot enter pytest's (or TMPDIR's) 0700 folders.
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-pg-", dir="/tmp"))
     as_postgres = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(folder, "postgres")
