@@ -4,7 +4,11 @@ in environments that hold only Keras and the backend."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +83,29 @@ def tone_tree(tmp_path) -> Path:
 
 def running_backend() -> str:
     return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, *, what: str, output: Callable[[], str],
+                  seconds: float = 180) -> None:
+    """Wait until ``url`` answers 200, failing the test (with the server's output) if the
+    server exits or the deadline passes."""
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited: {output()[-3000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"{what} did not answer {url} in {seconds:.0f} s: {output()[-3000:]}")

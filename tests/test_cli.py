@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, free_port
 
 
 def run_cli(*args, cwd=None, env=None, timeout=120):
@@ -73,9 +72,7 @@ def test_paper_without_data_dir_says_what_to_pass(tmp_path):
 
 
 def test_unreachable_tracking_server_is_one_line_exit_2(tmp_path):
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens there
     result = run_cli("run", "--all", "--experiment", "smoke", "--tracking-uri", f"http://127.0.0.1:{port}",
                      cwd=tmp_path)
     assert_user_error(result, f"cannot reach the MLflow tracking server at http://127.0.0.1:{port}")

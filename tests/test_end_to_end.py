@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.data.gtzan import GTZAN_GENRES
+from tests.conftest import free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -175,39 +174,25 @@ def test_smoke_run_on_real_gtzan_excerpts(tmp_path, excerpts_dir):
                for run in runs.values())
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real ``mlflow server`` on 127.0.0.1 with its own store, stopped after the test."""
-    import requests
-
     port = free_port()
     store = tmp_path / "server"
     store.mkdir()
+    log = store / "server.log"  # a file, not a pipe: a full pipe would stall the server
     process = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
          "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=store,
+        stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=store,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited: {process.stderr.read().decode()[-2000:]}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            time.sleep(0.5)
-    else:
+    try:
+        wait_for_http(f"{url}/health", process, what="mlflow server", output=log.read_text)
+    except BaseException:
         process.kill()
-        pytest.fail("mlflow server did not become healthy in 120 s")
+        raise
     yield url
     process.terminate()
     try:

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import BenchmarkError
-from tests.conftest import EXCERPTS, write_clip
+from tests.conftest import EXCERPTS, free_port, wait_for_http, write_clip
 from tests.fixtures_serving import (
     PLANTED_EXPERIMENT,
     plant_champion,
@@ -28,7 +27,7 @@ from tests.fixtures_serving import (
     store_uri,
     train_smoke_batch,
 )
-from tests.test_end_to_end import batch_runs, free_port
+from tests.test_end_to_end import batch_runs
 
 CHAMPION = "models:/genre-classifier@champion"
 
@@ -388,22 +387,6 @@ def test_pyfunc_pads_short_clips_trims_long_ones_reads_base64_and_reports_bad_ro
     ]
 
 
-def wait_until_serving(url: str, process: subprocess.Popen, log: Path, seconds: float = 180) -> None:
-    import requests
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow models serve exited: {log.read_text()[-3000:]}")
-        try:
-            if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"mlflow models serve did not answer /ping in {seconds:.0f} s: {log.read_text()[-3000:]}")
-
-
 def stop_server(process: subprocess.Popen) -> None:
     # The server runs uvicorn in a child process: stop the whole group it was started in.
     for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -443,7 +426,7 @@ def test_mlflow_models_serve_labels_base64_audio(trained_batch, tmp_path):
             cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
-        wait_until_serving(url, process, log)
+        wait_for_http(f"{url}/ping", process, what="mlflow models serve", output=log.read_text)
         rows = [[b64(clip)], [base64.b64encode(b"not audio").decode()]]
         payload = {"dataframe_split": {"columns": ["audio"], "data": rows}}
         response = requests.post(f"{url}/invocations", json=payload, timeout=120)

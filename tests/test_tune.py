@@ -6,7 +6,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.errors import BenchmarkError
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -157,9 +157,7 @@ def postgres_url():
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         shutil.chown(folder, "postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     data = folder / "data"
 
     def pg(*command):
