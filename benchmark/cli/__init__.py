@@ -1,0 +1,61 @@
+"""The command line: a thin layer over the pipeline's functions.
+
+Verbs that train live in :mod:`.training`, verbs that read results in :mod:`.results`, options
+they share in :mod:`.options`.
+
+Only the standard library is imported at start-up, so ``--help`` answers at once; each verb
+imports what it needs when it runs. A :class:`BenchmarkError` becomes one line on stderr and
+exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from benchmark.cli import results, training
+from benchmark.errors import BenchmarkError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse ``argv``, run the chosen verb, and return the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
+    # Each new network is traced afresh by design; TensorFlow's retracing advice is noise here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    try:
+        return args.handler(args) or 0
+    except BenchmarkError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark",
+        description="Train and compare music genre classifiers on spectrograms, tracked in MLflow.",
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    # In the order of a user's path: train, tune, compare, ship.
+    training.add_run(verbs)
+    training.add_tune(verbs)
+    training.add_list(verbs)
+    training.add_data(verbs)
+    results.add_report(verbs)
+    results.add_ui(verbs)
+    results.add_promote(verbs)
+    results.add_predict(verbs)
+    results.add_latency(verbs)
+    return parser

@@ -1,0 +1,31 @@
+"""Options shared by several verbs."""
+
+from __future__ import annotations
+
+DEFAULT_EXPERIMENT = "default"
+
+
+def add_experiment_options(parser) -> None:
+    """The options that choose and adjust an experiment, shared by `run` and `tune`."""
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="FILE",
+                        help="experiment TOML file or bundled name (default: %(default)s)")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder-per-genre audio tree (e.g. GTZAN's genres/)")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds (overrides run.seeds)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config value, e.g. --set train.epochs=5 (repeatable)")
+    add_tracking_option(parser)
+
+
+def add_tracking_option(parser) -> None:
+    parser.add_argument("--tracking-uri", metavar="URI",
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in ./mlruns)")
+
+
+def add_batch_options(parser) -> None:
+    """Which batch of training runs a verb reads: by experiment and batch id, or the latest."""
+    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="NAME",
+                        help="MLflow experiment: the experiment file's name (default: %(default)s)")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--batch", metavar="ID", help="the batch_id of one `run` invocation")
+    which.add_argument("--latest", action="store_true",
+                       help="the batch of the most recently started training run (the default)")

@@ -1,0 +1,145 @@
+"""Verbs that train: run, tune, list, data synth. Heavy imports stay inside the handlers."""
+
+from __future__ import annotations
+
+from benchmark.cli.options import add_experiment_options
+
+
+def add_run(verbs) -> None:
+    run = verbs.add_parser(
+        "run",
+        help="train and test models of an experiment, logging every run to MLflow",
+        description="Train and test networks on the experiment's data; one MLflow run per "
+        "(model, seed), then a summary table.",
+    )
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every model the experiment lists")
+    which.add_argument("--model", nargs="+", metavar="NAME", help="these models (see `list models`)")
+    add_experiment_options(run)
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(handler=_run)
+
+
+def _run(args) -> int:
+    from benchmark.config import load_experiment
+
+    config = load_experiment(args.experiment, args.overrides, data_dir=args.data_dir, seeds=args.seeds)
+    models = list(config.run.models) if args.all else args.model
+    from benchmark.models import get_model_spec
+
+    for name in models:
+        get_model_spec(name)  # Unknown names fail here, before any data is touched.
+    from benchmark.runner import run_experiment
+    from benchmark.summary import print_summary
+
+    outcome = run_experiment(config, models, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+    print_summary(outcome, experiment_name=config.name)
+    return 0
+
+
+def add_tune(verbs) -> None:
+    tune = verbs.add_parser(
+        "tune",
+        help="tune one model's hyperparameters with Optuna on validation data",
+        description="Add trials to an Optuna study of one model (created on first use, resumed "
+        "after), optimising a validation metric; write the best as experiments/tuned-<model>.toml.",
+    )
+    tune.add_argument("--model", required=True, metavar="NAME", help="the model to tune")
+    add_experiment_options(tune)
+    tune.add_argument("--trials", type=int, default=20, metavar="N",
+                      help="trials to ADD to the study in this invocation (default: %(default)s)")
+    tune.add_argument("--timeout", type=float, metavar="SECONDS", help="stop starting trials after this")
+    tune.add_argument("--study", metavar="NAME", help="study name (default: <experiment>-<model>)")
+    tune.add_argument("--storage", metavar="URL",
+                      help="Optuna storage: SQLAlchemy URL (sqlite:///..., postgresql://...) or a journal "
+                      "file path (default: mlruns/optuna-journal.log)")
+    tune.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    tune.add_argument("--metric", choices=("val_accuracy", "val_loss"),
+                      help="objective (default: the experiment's tuning.metric, val_accuracy)")
+    tune.set_defaults(handler=_tune)
+
+
+def _tune(args) -> int:
+    from benchmark.config import load_experiment
+
+    overrides = [*args.overrides, *([f"tuning.metric={args.metric}"] if args.metric else [])]
+    config = load_experiment(args.experiment, overrides, data_dir=args.data_dir, seeds=args.seeds)
+    from benchmark.tune import tune_model
+
+    outcome = tune_model(
+        config, args.model, trials=args.trials, timeout=args.timeout, study_name=args.study,
+        storage=args.storage, jobs=args.jobs, tracking_uri=args.tracking_uri,
+    )
+    print()
+    print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_after} trials, "
+          f"{outcome.trials_after - outcome.trials_before} added")
+    print(outcome.summary.to_string(index=False, float_format="{:.4g}".format))
+    if outcome.best_trial is None:
+        print("no trial completed: nothing to export")
+        return 0
+    print(f"best: trial {outcome.best_trial}, {config.tuning.metric} {outcome.best_value:.4f}, "
+          f"{outcome.best_params}")
+    print(f"retrain and test it: python -m benchmark run --model {args.model} "
+          f"--experiment {outcome.tuned_experiment}")
+    print(f"inspect the study: optuna-dashboard {outcome.storage}")
+    return 0
+
+
+def add_list(verbs) -> None:
+    listing = verbs.add_parser("list", help="list registered models and bundled experiments",
+                               description="List registered models and bundled experiments.")
+    listing.add_argument("what", nargs="?", choices=("models", "experiments"),
+                         help="only this list (default: both)")
+    listing.set_defaults(handler=_list)
+
+
+def _list(args) -> int:
+    if args.what in (None, "models"):
+        from benchmark.models import get_model_spec, list_models
+
+        print("models:")
+        for name in list_models():
+            print(f"  {name:8} {get_model_spec(name).summary}")
+    if args.what in (None, "experiments"):
+        from benchmark.config import list_experiments
+
+        print("experiments:")
+        for name, description in list_experiments().items():
+            print(f"  {name:8} {description}")
+    return 0
+
+
+def add_data(verbs) -> None:
+    data = verbs.add_parser("data", help="data set tools", description="Data set tools.")
+    tools = data.add_subparsers(dest="tool", required=True, metavar="TOOL")
+    synth = tools.add_parser(
+        "synth",
+        help="write the synthetic GTZAN-shaped data set",
+        description="Write a deterministic synthetic data set shaped like GTZAN: "
+        "DIR/<genre>/<genre>.NNNNN.wav, 22050 Hz mono 16-bit.",
+    )
+    synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    synth.add_argument("--clips-per-genre", type=int, default=100, metavar="N", help="(default: %(default)s)")
+    synth.add_argument("--seconds", type=float, default=30.0, metavar="S", help="clip length (default: %(default)s)")
+    synth.add_argument("--sample-rate", type=int, default=22050, metavar="HZ", help="(default: %(default)s)")
+    synth.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    synth.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: one per core)")
+    synth.set_defaults(handler=_synth)
+
+
+def _synth(args) -> int:
+    import time
+
+    from benchmark.data.synth import write_dataset
+
+    started = time.perf_counter()
+    out = write_dataset(
+        args.out,
+        clips_per_genre=args.clips_per_genre,
+        seconds=args.seconds,
+        sample_rate=args.sample_rate,
+        seed=args.seed,
+        workers=args.workers,
+    )
+    print(f"synthetic data set in {out} ({time.perf_counter() - started:.1f} s)")
+    return 0
