@@ -254,7 +254,7 @@ def log_keras_model(model, example_input, example_output) -> str:
 
     signature = infer_signature(example_input, example_output)
     info = mlflow.keras.log_model(
-        model, name="model", signature=signature, pip_requirements=_model_requirements()
+        model, name="model", signature=signature, pip_requirements=pinned_requirements("keras", "numpy")
     )
     # The run points at its model, so reports and `predict` can find it from the run alone.
     mlflow.set_tag("model_uri", info.model_uri)
@@ -281,9 +281,10 @@ def log_audio_model(network, params, class_names) -> str:
     return info.model_uri
 
 
-def _model_requirements() -> list[str]:
+def pinned_requirements(*packages: str) -> list[str]:
+    """``name==version`` for ``packages`` and the running Keras backend: a logged model's pip
+    requirements, given rather than inferred (inference reloads the model in a subprocess)."""
     import keras
 
-    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[keras.backend.backend()]
-    packages = ["keras", backend, "numpy"]
-    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+    backend = keras.backend.backend()  # its package has the same name: tensorflow, jax, torch
+    return [f"{name}=={importlib.metadata.version(name)}" for name in dict.fromkeys((*packages, backend))]

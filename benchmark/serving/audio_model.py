@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.metadata
 import json
 import logging
 import os
@@ -199,11 +198,10 @@ def signature(class_names: list[str]):
 
 
 def requirements() -> list[str]:
-    """Pinned pip requirements: given, not inferred (inference reloads the model in a subprocess)."""
-    import keras
+    """Pinned pip requirements of the audio model."""
+    from benchmark.tracking import pinned_requirements
 
-    backend = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[keras.backend.backend()]
-    return [f"{name}=={importlib.metadata.version(name)}" for name in (*_REQUIRED_PACKAGES, backend)]
+    return pinned_requirements(*_REQUIRED_PACKAGES)
 
 
 def audio_model_arguments(folder: Path, network, params: FeatureParams, class_names: list[str]) -> dict:
