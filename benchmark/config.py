@@ -79,14 +79,49 @@ class FeaturesConfig(_Section):
     frames: PositiveInt = 1320
     #: Extraction processes; 0 means one per CPU core.
     workers: NonNegativeInt = 0
+    #: Cut each clip into segments of this many seconds (networks train on segments, clips are
+    #: labelled by voting over theirs); unset: one input per clip, padded or trimmed to ``frames``.
+    #: ``frames`` then caps the clip length that is cut.
+    segment_seconds: PositiveFloat | None = None
+    #: Step between segment starts (default: ``segment_seconds``, no overlap).
+    segment_hop_seconds: PositiveFloat | None = None
+    #: A clip's last segment when shorter than the rest: ``drop`` it, or ``pad`` it to full length.
+    #: A clip shorter than one segment always gives one padded segment.
+    last_segment: Literal["drop", "pad"] = "drop"
+    #: ``per_clip``: each clip's dB spectrogram scaled to [0, 1] (the study); ``standardize``:
+    #: per-frequency-bin mean and standard deviation, fitted on the training split only.
+    normalize: Literal["per_clip", "standardize"] = "per_clip"
+
+    @model_validator(mode="after")
+    def _check_segments(self):
+        if self.segment_hop_seconds is not None and self.segment_seconds is None:
+            raise ValueError("segment_hop_seconds needs segment_seconds")
+        return self
 
 
 class SplitConfig(_Section):
-    """The study's split: a stratified test share, then a validation share of the rest."""
+    """How tracks are split into train, validation and test (see :mod:`benchmark.data.split`)."""
 
+    #: ``paper``: the study's stratified random split; ``kfold``: stratified k-fold
+    #: cross-validation; ``files``: membership lists in ``split_dir``.
+    protocol: Literal["paper", "kfold", "files"] = "paper"
+    #: ``paper``: the test share of all tracks.
     test_fraction: Fraction = 0.3
+    #: ``paper`` and ``kfold``: the validation share of the tracks not in the test set.
     valid_fraction: Fraction = 0.2
+    #: ``kfold``: the number of folds; every (model, seed, fold) is a run.
+    folds: Annotated[int, Field(ge=2)] = 10
+    #: ``files``: the folder of ``train.txt``, ``valid.txt`` and ``test.txt`` (``--split-dir``).
+    split_dir: str | None = None
     seed: int = 0
+
+
+class EvaluateConfig(_Section):
+    """How test predictions are scored."""
+
+    #: With segments: a clip's label is the ``majority`` of its segments' labels (ties go to the
+    #: higher mean probability) or the argmax of their ``mean`` probability.
+    vote: Literal["majority", "mean"] = "mean"
 
 
 class TrainConfig(_Section):
@@ -101,7 +136,18 @@ class RunConfig(_Section):
     """What ``run --all`` trains and with which seeds."""
 
     models: _tuple_of(str) = PAPER_MODELS
+    #: One run per seed (and per fold under ``kfold``); figures are reported over all of them.
     seeds: _tuple_of(int) = (0,)
+
+    @model_validator(mode="after")
+    def _check_lists(self):
+        for key in ("models", "seeds"):
+            values = getattr(self, key)
+            if not values:
+                raise ValueError(f"run.{key} must not be empty")
+            if len(set(values)) != len(values):
+                raise ValueError(f"run.{key} lists a value twice: {list(values)}")
+        return self
 
 
 class ModelSettings(_Section):
@@ -177,6 +223,7 @@ class ExperimentConfig(_Section):
     features: FeaturesConfig = FeaturesConfig()
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
     model: dict[str, ModelSettings] = {}
     tuning: TuningConfig = TuningConfig()
 
@@ -204,12 +251,14 @@ def load_experiment(
     overrides: Iterable[str] = (),
     *,
     data_dir: str | Path | None = None,
+    split_dir: str | Path | None = None,
     seeds: Iterable[int] | None = None,
 ) -> ExperimentConfig:
     """Load and validate an experiment file, applying ``--set`` overrides and CLI flags.
 
     ``path`` may also be the bare name of a file in ``experiments/`` (``smoke``). Every user
-    mistake is a :class:`BenchmarkError` naming the file and the dotted key.
+    mistake is a :class:`BenchmarkError` naming the file and the dotted key. ``split_dir``
+    chooses the ``files`` protocol with that folder's lists.
     """
     path = resolve_experiment_path(path)
     try:
@@ -223,6 +272,8 @@ def load_experiment(
         _apply_override(merged, override)
     if data_dir is not None:
         merged.setdefault("data", {}).update(source="directory", directory=str(data_dir))
+    if split_dir is not None:
+        merged.setdefault("split", {}).update(protocol="files", split_dir=str(split_dir))
     if seeds is not None:
         merged.setdefault("run", {})["seeds"] = list(seeds)
     config = validate_experiment(merged, origin=str(path))
