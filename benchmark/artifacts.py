@@ -29,8 +29,15 @@ def write_run_artifacts(
     skipped: Sequence[SkippedFile],
     split_summary: Mapping[str, Any],
     config: Mapping[str, Any],
+    preprocessing: Mapping[str, Any],
+    manifest: Any = None,
 ) -> None:
-    """Write every per-run file into ``folder``."""
+    """Write every per-run file into ``folder``.
+
+    ``preprocessing`` is the audio model's ``preprocessing.json`` (with the normalisation
+    statistics fitted on this run's training split); ``manifest`` the data folder's ``data
+    verify`` manifest (a DataFrame), logged as ``data_manifest.csv`` where there is one.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     save_figure(confusion_matrix_figure(evaluation.confusion, class_names, title), folder / "confusion_matrix.png")
     _write_json(
@@ -45,6 +52,9 @@ def write_run_artifacts(
     write_skipped(folder / "skipped_files.csv", skipped)
     _write_json(folder / "split.json", split_summary)
     _write_json(folder / "config.json", config)
+    _write_json(folder / "preprocessing.json", preprocessing)
+    if manifest is not None:
+        manifest.to_csv(folder / "data_manifest.csv", index=False)
 
 
 def write_predictions(

@@ -7,17 +7,22 @@ from urllib.parse import urlparse
 
 
 def summary_table(rows: list[dict]):
-    """A pandas DataFrame with one row per (model, seed) run."""
+    """A pandas DataFrame with one row per (model, seed[, fold]) run."""
     import pandas as pd
 
-    table = pd.DataFrame(rows)[
-        ["model", "seed", "test_accuracy", "macro_f1", "parameters", "train_seconds"]
-    ]
-    return table
+    table = pd.DataFrame(rows)
+    folds = ["fold"] if "fold" in table and table["fold"].notna().any() else []
+    return table[["model", "seed", *folds, "test_accuracy", "macro_f1", "parameters", "train_seconds"]]
 
 
 def seed_spread(table):
-    """Per model: number of runs and mean ± standard deviation of the test figures."""
+    """Per model: runs, mean ± standard deviation and the 95% t-interval of the test figures.
+
+    The spread is over every run of the model: its seeds, and its folds under ``kfold``. The
+    interval is the report's (:func:`benchmark.report.stats.mean_interval`), clipped to [0, 1].
+    """
+    from benchmark.report.stats import mean_interval
+
     grouped = table.groupby("model", sort=False)
     spread = grouped[["test_accuracy", "macro_f1"]].agg(["mean", "std"])
     result = grouped.size().rename("runs").reset_index()
@@ -25,6 +30,10 @@ def seed_spread(table):
         result[metric] = [
             f"{mean:.4f} ± {std:.4f}" for mean, std in spread[metric][["mean", "std"]].itertuples(index=False)
         ]
+    intervals = grouped["test_accuracy"].apply(mean_interval)
+    result["accuracy_95%_ci"] = [
+        f"[{max(low, 0.0):.4f}, {min(high, 1.0):.4f}]" for low, high in intervals.to_numpy()
+    ]
     result["train_seconds"] = grouped["train_seconds"].mean().map("{:.1f}".format).to_numpy()
     return result
 
@@ -41,9 +50,10 @@ def print_summary(outcome: dict, *, experiment_name: str) -> None:
     print()
     print(f"experiment {experiment_name!r}, batch {outcome['batch_id']}")
     print(table.to_string(index=False, formatters=formatters))
-    if table["seed"].nunique() > 1:
+    if table.groupby("model").size().max() > 1:
         print()
-        print("over seeds (mean ± standard deviation):")
+        over = "folds and seeds" if "fold" in table else "seeds"
+        print(f"over {over} (mean ± standard deviation, 95% confidence interval of the mean):")
         print(seed_spread(table).to_string(index=False))
     print()
     uri = outcome["tracking_uri"]

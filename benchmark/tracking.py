@@ -261,10 +261,11 @@ def log_keras_model(model, example_input, example_output) -> str:
     return info.model_uri
 
 
-def log_audio_model(network, params, class_names) -> str:
+def log_audio_model(network, preprocessing: dict, class_names) -> str:
     """Log the audio-in pyfunc model of the trained network; returns its URI.
 
-    It bundles the network, the feature parameters and the class names
+    It bundles the network, its ``preprocessing.json`` (feature parameters, normalisation,
+    segmenting and vote) and the class names
     (:mod:`benchmark.serving.audio_model`), so it labels audio files with no access to the
     training data. The run's ``audio_model_uri`` tag points at it, for ``promote`` to register.
     """
@@ -275,7 +276,7 @@ def log_audio_model(network, params, class_names) -> str:
     from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
 
     with tempfile.TemporaryDirectory(prefix="benchmark-audio-model-") as folder, quiet_mlflow():
-        arguments = audio_model_arguments(Path(folder), network, params, class_names)
+        arguments = audio_model_arguments(Path(folder), network, preprocessing, class_names)
         info = mlflow.pyfunc.log_model(name="audio_model", **arguments)
     mlflow.set_tag("audio_model_uri", info.model_uri)
     return info.model_uri

@@ -37,6 +37,7 @@ def plant_run(uri: str, *, batch_id: str, metrics: dict, seed: int = 0) -> str:
 
     from benchmark import tracking
     from benchmark.models import create_model
+    from benchmark.serving.preprocessing import preprocessing_config
 
     tracking.connect(uri)
     experiment_id = tracking.ensure_experiment(PLANTED_EXPERIMENT, uri)
@@ -46,7 +47,7 @@ def plant_run(uri: str, *, batch_id: str, metrics: dict, seed: int = 0) -> str:
             "experiment": PLANTED_EXPERIMENT}
     with tracking.tracked_run(experiment_id, f"{PLANTED_NETWORK}-seed{seed}", tags) as run_id:
         mlflow.log_metrics(metrics)
-        tracking.log_audio_model(network, smoke_params(), list(GTZAN_GENRES))
+        tracking.log_audio_model(network, preprocessing_config(smoke_params()), list(GTZAN_GENRES))
     return run_id
 
 

@@ -123,7 +123,7 @@ def test_logged_model_reloads_and_predicts_like_the_run(smoke_batch):
     client, runs = batch_runs(outcome)
     run = runs["cnn2d"]
     prepared = prepare_data(load_experiment("smoke"), progress=False)
-    x_test, _ = prepared.subset("test")
+    x_test = prepared.fold().subset("test").x
     model = mlflow.keras.load_model(run.data.tags["model_uri"])
     probabilities = model.predict(x_test.astype(np.float32), verbose=0)
     with open(client.download_artifacts(run.info.run_id, "predictions.csv")) as handle:

@@ -65,7 +65,7 @@ def test_extraction_caches_as_float16_and_reuses_the_cache(tone_tree, tmp_path, 
     def must_not_compute(*args, **kwargs):
         raise AssertionError("recomputed despite a valid cache entry")
 
-    monkeypatch.setattr(features_module, "compute_features", must_not_compute)
+    monkeypatch.setattr(features_module, "compute_spectrogram", must_not_compute)
     second = extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
     assert second.from_cache == 12
     np.testing.assert_array_equal(first.features, second.features)

@@ -134,6 +134,11 @@ def test_preprocessing_config_round_trips_and_refuses_what_it_cannot_apply():
     assert feature_params_from(config) == params
     with pytest.raises(BenchmarkError, match="segmenting"):
         feature_params_from(config | {"segmenting": {"mode": "vote"}})
+    with pytest.raises(BenchmarkError, match="normalisation"):
+        feature_params_from(config | {"normalisation": {"mode": "whiten"}})
+    old_format = {"format": 1, "features": config["features"], "normalisation": {"mode": "per_clip"},
+                  "segmenting": {"mode": "none"}}
+    assert feature_params_from(old_format) == params  # models logged before segments still load
     with pytest.raises(BenchmarkError, match="format"):
         feature_params_from(config | {"format": 99})
 

@@ -20,6 +20,20 @@ def test_spread_over_seeds_is_mean_and_sample_standard_deviation():
     assert spread.loc["cnn2d", "test_accuracy"] == "0.7000 ± 0.1000"
     assert spread.loc["fcnn", "test_accuracy"] == "0.4000 ± 0.0000"
     assert spread.loc["cnn2d", "train_seconds"] == "3.0"
+    # t interval of (0.6, 0.7, 0.8): 0.7 ± t(0.975, 2) * 0.1 / sqrt(3) = 0.7 ± 0.2484
+    assert spread.loc["cnn2d", "accuracy_95%_ci"] == "[0.4516, 0.9484]"
+    assert spread.loc["fcnn", "accuracy_95%_ci"] == "[0.4000, 0.4000]"
+
+
+def test_folds_are_a_column_and_the_spread_covers_folds_and_seeds(capsys):
+    folded = [row | {"fold": fold} for row in rows() for fold in (0, 1)]
+    table = summary_table(folded)
+    assert list(table.columns[:3]) == ["model", "seed", "fold"]
+    assert seed_spread(table).set_index("model").loc["cnn2d", "runs"] == 6
+    print_summary({"runs": folded, "batch_id": "b", "tracking_uri": "sqlite:///x", "experiment_id": "1"},
+                  experiment_name="kfold")
+    assert "over folds and seeds" in capsys.readouterr().out
+    assert "fold" not in summary_table(rows()).columns
 
 
 def test_printed_summary_names_batch_columns_and_how_to_open_results(capsys):

@@ -1,4 +1,4 @@
-"""Verbs that train: run, tune, list, data synth. Heavy imports stay inside the handlers."""
+"""Verbs that train: run, tune, list. Heavy imports stay inside the handlers."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def add_run(verbs) -> None:
 def _run(args) -> int:
     from benchmark.config import load_experiment
 
-    config = load_experiment(args.experiment, args.overrides, data_dir=args.data_dir, seeds=args.seeds)
+    config = load_experiment(args.experiment, args.overrides, data_dir=args.data_dir,
+                             split_dir=args.split_dir, seeds=args.seeds)
     models = list(config.run.models) if args.all else args.model
     from benchmark.models import get_model_spec
 
@@ -63,7 +64,8 @@ def _tune(args) -> int:
     from benchmark.config import load_experiment
 
     overrides = [*args.overrides, *([f"tuning.metric={args.metric}"] if args.metric else [])]
-    config = load_experiment(args.experiment, overrides, data_dir=args.data_dir, seeds=args.seeds)
+    config = load_experiment(args.experiment, overrides, data_dir=args.data_dir,
+                             split_dir=args.split_dir, seeds=args.seeds)
     from benchmark.tune import tune_model
 
     outcome = tune_model(
@@ -104,42 +106,8 @@ def _list(args) -> int:
         from benchmark.config import list_experiments
 
         print("experiments:")
-        for name, description in list_experiments().items():
-            print(f"  {name:8} {description}")
-    return 0
-
-
-def add_data(verbs) -> None:
-    data = verbs.add_parser("data", help="data set tools", description="Data set tools.")
-    tools = data.add_subparsers(dest="tool", required=True, metavar="TOOL")
-    synth = tools.add_parser(
-        "synth",
-        help="write the synthetic GTZAN-shaped data set",
-        description="Write a deterministic synthetic data set shaped like GTZAN: "
-        "DIR/<genre>/<genre>.NNNNN.wav, 22050 Hz mono 16-bit.",
-    )
-    synth.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    synth.add_argument("--clips-per-genre", type=int, default=100, metavar="N", help="(default: %(default)s)")
-    synth.add_argument("--seconds", type=float, default=30.0, metavar="S", help="clip length (default: %(default)s)")
-    synth.add_argument("--sample-rate", type=int, default=22050, metavar="HZ", help="(default: %(default)s)")
-    synth.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
-    synth.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: one per core)")
-    synth.set_defaults(handler=_synth)
-
-
-def _synth(args) -> int:
-    import time
-
-    from benchmark.data.synth import write_dataset
-
-    started = time.perf_counter()
-    out = write_dataset(
-        args.out,
-        clips_per_genre=args.clips_per_genre,
-        seconds=args.seconds,
-        sample_rate=args.sample_rate,
-        seed=args.seed,
-        workers=args.workers,
-    )
-    print(f"synthetic data set in {out} ({time.perf_counter() - started:.1f} s)")
+        experiments = list_experiments()
+        width = max(map(len, experiments), default=0)
+        for name, description in experiments.items():
+            print(f"  {name:{width}} {description}")
     return 0

@@ -1,10 +1,15 @@
-"""Spectrogram extraction with an on-disk, content-addressed cache.
+"""Spectrogram extraction with an on-disk, content-addressed cache, and the networks' inputs.
 
-Each clip is decoded, zero-padded or trimmed to a fixed length, transformed (the study's dB
-STFT magnitude, or dB log-mel power) and scaled to [0, 1], exactly once: the result is stored
+Each clip is decoded, trimmed to at most ``frames`` frames' worth of samples and transformed
+(the study's dB STFT magnitude, or dB log-mel power) exactly once: the dB spectrogram is stored
 as float16 under a key made of the file's content hash and the feature parameters, so renaming
 or copying the data set keeps the cache, and changing any parameter misses it. Extraction runs
 in worker processes with a progress bar.
+
+The cache holds each clip at its own length, before normalisation: turning it into network
+inputs (:func:`network_inputs`: per-clip scaling, then padding to ``frames`` or cutting into
+segments) is cheap and happens on load, so trying another segment length or normalisation
+never recomputes a spectrogram.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.data.normalize import scale_per_clip
+from benchmark.data.segments import Segmenting
 from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio
 from benchmark.errors import BenchmarkError
 
@@ -28,7 +35,7 @@ log = logging.getLogger(__name__)
 
 CACHE_DTYPE = np.float16
 #: Bumped whenever the computation below changes, so old cache entries are never reused.
-FEATURE_VERSION = 1
+FEATURE_VERSION = 2  # 2: the cache holds unpadded, unscaled dB spectrograms
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,10 @@ class FeatureParams:
 
     @property
     def n_samples(self) -> int:
-        """Clip length giving exactly ``frames`` centred frames: 1319 * 512 = 675,328 in the study."""
+        """Clip length giving exactly ``frames`` centred frames: 1319 * 512 = 675,328 in the study.
+
+        Longer clips are trimmed to it; shorter ones are padded when whole clips are the input.
+        """
         return (self.frames - 1) * self.hop_length
 
     @property
@@ -58,7 +68,7 @@ class FeatureParams:
 
     @property
     def shape(self) -> tuple[int, int]:
-        """One spectrogram's shape, (bins, frames): the networks' input shape."""
+        """A whole clip's spectrogram shape, (bins, frames): the networks' input shape without segments."""
         return (self.bins, self.frames)
 
     def key(self) -> str:
@@ -77,9 +87,14 @@ class SkippedFile:
 
 @dataclass
 class FeatureSet:
-    """Spectrograms of every decodable track, in the order of ``tracks``."""
+    """Network inputs of every decodable track: one per clip, or its segments.
+
+    ``features[i]`` belongs to the track ``tracks[clip_index[i]]``; a clip's inputs are
+    contiguous and in time order.
+    """
 
     features: np.ndarray
+    clip_index: np.ndarray
     tracks: list[Track]
     content_hashes: list[str]
     #: Stable hash of every discovered track's (relative path, content hash, label).
@@ -91,12 +106,23 @@ class FeatureSet:
     def labels(self) -> list[str]:
         return [track.label for track in self.tracks]
 
+    def rows_of(self, clips: np.ndarray) -> np.ndarray:
+        """Indices into ``features`` of every input of the given clips (track indices)."""
+        return np.flatnonzero(np.isin(self.clip_index, clips))
 
-def compute_features(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """One clip's spectrogram, float32 of shape ``params.shape`` scaled to [0, 1]."""
+
+def compute_spectrogram(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """One clip's dB spectrogram, float32 of shape (bins, frames <= params.frames), unscaled.
+
+    The clip is trimmed to ``params.n_samples`` but not padded: padding (whole clips) or cutting
+    (segments) is :func:`network_inputs`'s job. dB are relative to the clip's peak (0 dB), with
+    the floor at -80 dB, as ``librosa`` computes them.
+    """
     import librosa
 
-    audio = librosa.util.fix_length(np.asarray(audio, dtype=np.float32), size=params.n_samples)
+    audio = np.asarray(audio, dtype=np.float32)[: params.n_samples]
+    if audio.size < params.n_fft:  # a clip shorter than one window: pad it to one window
+        audio = librosa.util.fix_length(audio, size=params.n_fft)
     if params.representation == "stft":
         magnitude = np.abs(librosa.stft(audio, n_fft=params.n_fft, hop_length=params.hop_length))
         decibels = librosa.amplitude_to_db(magnitude, ref=np.max)
@@ -109,15 +135,32 @@ def compute_features(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
             n_mels=params.n_mels,
         )
         decibels = librosa.power_to_db(power, ref=np.max)
-    return scale_to_unit(decibels).astype(np.float32)
+    return decibels.astype(np.float32)
 
 
-def scale_to_unit(values: np.ndarray) -> np.ndarray:
-    """Min-max scale to [0, 1], as the study did per spectrogram; a constant input becomes zeros."""
-    low, high = float(values.min()), float(values.max())
-    if high <= low:
-        return np.zeros_like(values)
-    return (values - low) / (high - low)
+def network_inputs(
+    spectrogram: np.ndarray, params: FeatureParams, *, segmenting: Segmenting | None = None,
+    normalize: str = "per_clip",
+) -> np.ndarray:
+    """A clip's dB spectrogram as network inputs: (1, bins, frames) or (segments, bins, frames).
+
+    ``per_clip`` scales the whole clip to [0, 1] before it is padded or cut, so every segment
+    of a clip shares one scale. ``standardize`` leaves the dB values for a
+    :class:`~benchmark.data.normalize.Standardizer` fitted on training inputs. Padding sits at
+    the clip's floor (0 after scaling, its quietest dB value otherwise).
+    """
+    values = scale_per_clip(spectrogram) if normalize == "per_clip" else spectrogram
+    floor = float(values.min()) if values.size else 0.0
+    if segmenting is not None:
+        return segmenting.cut(values, floor)
+    whole = np.full((1, params.bins, params.frames), floor, dtype=values.dtype)
+    whole[0, :, : values.shape[1]] = values[:, : params.frames]
+    return whole
+
+
+def compute_features(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
+    """The study's input of one clip: float32 (bins, frames), padded or trimmed, scaled to [0, 1]."""
+    return network_inputs(compute_spectrogram(audio, params), params)[0]
 
 
 def data_fingerprint(entries) -> str:
@@ -138,13 +181,16 @@ def extract_features(
     params: FeatureParams,
     cache_root: Path,
     *,
+    segmenting: Segmenting | None = None,
+    normalize: str = "per_clip",
     workers: int = 0,
     progress: bool = True,
 ) -> FeatureSet:
-    """Spectrograms for ``tracks``, read from the cache or computed in ``workers`` processes.
+    """Network inputs for ``tracks``, from spectrograms cached or computed in ``workers`` processes.
 
     Files that cannot be decoded are skipped and listed in the result, never silently dropped.
     ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process.
+    ``segmenting`` and ``normalize`` are as in :func:`network_inputs`.
     """
     from tqdm.auto import tqdm
 
@@ -170,7 +216,7 @@ def extract_features(
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()
                     bar.update()
-    return _assemble(tracks, results, params)
+    return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)
 
 
 @dataclass
@@ -185,19 +231,19 @@ def _featurize(path: Path, params: FeatureParams, cache_dir: Path) -> _TrackResu
     """Worker: the cached spectrogram of one file, computing and storing it on a miss."""
     digest = content_hash(path)
     entry = cache_dir / digest[:2] / f"{digest}.npy"
-    cached = _read_cache_entry(entry, params.shape)
+    cached = _read_cache_entry(entry, params)
     if cached is not None:
         return _TrackResult(digest, cached, cached=True)
     try:
         audio = load_audio(path, params.sample_rate)
     except AudioDecodeError as error:
         return _TrackResult(digest, None, cached=False, error=str(error))
-    spectrogram = compute_features(audio, params).astype(CACHE_DTYPE)
+    spectrogram = compute_spectrogram(audio, params).astype(CACHE_DTYPE)
     _write_atomically(entry, spectrogram)
     return _TrackResult(digest, spectrogram, cached=False)
 
 
-def _read_cache_entry(entry: Path, shape: tuple[int, int]) -> np.ndarray | None:
+def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
     """A cached spectrogram, or None where it is absent or not a complete, well-formed entry."""
     if not entry.is_file():
         return None
@@ -206,7 +252,8 @@ def _read_cache_entry(entry: Path, shape: tuple[int, int]) -> np.ndarray | None:
     except (OSError, ValueError, EOFError):
         log.warning("ignoring unreadable cache entry %s; recomputing", entry)
         return None
-    if array.shape != shape or array.dtype != CACHE_DTYPE:
+    if (array.ndim != 2 or array.shape[0] != params.bins or not 0 < array.shape[1] <= params.frames
+            or array.dtype != CACHE_DTYPE):
         log.warning("ignoring cache entry %s of shape %s; recomputing", entry, array.shape)
         return None
     return array
@@ -234,18 +281,25 @@ def _write_params_note(cache_dir: Path, params: FeatureParams) -> None:
         note.write_text(json.dumps({**asdict(params), "version": FEATURE_VERSION}, indent=2))
 
 
-def _assemble(tracks: list[Track], results: dict[int, _TrackResult], params: FeatureParams) -> FeatureSet:
+def _assemble(tracks: list[Track], results: dict[int, _TrackResult], params: FeatureParams, *,
+              segmenting: Segmenting | None, normalize: str) -> FeatureSet:
     kept = [index for index in range(len(tracks)) if results[index].spectrogram is not None]
-    features = np.empty((len(kept), *params.shape), dtype=CACHE_DTYPE)
+    inputs, owners = [], []
     for row, index in enumerate(kept):
-        features[row] = results[index].spectrogram
+        clip = network_inputs(results[index].spectrogram.astype(np.float32), params,
+                              segmenting=segmenting, normalize=normalize).astype(CACHE_DTYPE)
+        inputs.append(clip)
+        owners.append(np.full(len(clip), row, dtype=np.int64))
+        results[index].spectrogram = None  # the cached copy is no longer needed: halve the peak
+    input_frames = segmenting.frames if segmenting else params.frames
     skipped = [
         SkippedFile(tracks[index].relative_path, results[index].error or "unknown error")
         for index in range(len(tracks))
-        if results[index].spectrogram is None
+        if results[index].error is not None
     ]
     return FeatureSet(
-        features=features,
+        features=np.concatenate(inputs) if inputs else np.empty((0, params.bins, input_frames), CACHE_DTYPE),
+        clip_index=np.concatenate(owners) if owners else np.empty(0, dtype=np.int64),
         tracks=[tracks[index] for index in kept],
         content_hashes=[results[index].content_hash for index in kept],
         fingerprint=data_fingerprint(

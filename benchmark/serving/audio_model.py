@@ -16,11 +16,14 @@ training data:
 Input: a DataFrame with a ``path`` column (files the serving process can read) and/or an
 ``audio`` column (the file's bytes, base64); a row uses ``audio`` where it is set, else ``path``.
 Each clip goes through :func:`benchmark.data.tracks.load_audio` and
-:func:`benchmark.data.features.compute_features`, exactly as in training: decoded to mono at the
-training rate, zero-padded or trimmed to the training length, spectrogram, scaled per clip.
+:class:`benchmark.serving.preprocessing.Preprocessing`, exactly as in training: decoded to mono at
+the training rate, spectrogram, normalised (per clip, or with the training split's per-bin
+statistics), padded or trimmed to the training length or cut into segments, whose predictions
+are then voted as the test set's were.
 
-Output: one row per input row: ``genre`` (the most probable class), ``probability`` (its
-probability), ``p_<genre>`` for every class, and ``error``: ``None``, or why that row could not
+Output: one row per input row: ``genre`` (the clip's label), ``probability`` (its score),
+``p_<genre>`` for every class (the probabilities; with segments, their mean, or the share of
+segments voting for it under a majority vote), and ``error``: ``None``, or why that row could not
 be labelled (not audio, empty, missing, bad base64), in which case its ``genre`` and
 probabilities are ``None`` too (``null`` over REST; the probability columns are then of object
 dtype). A bad row never fails the rest of the batch, on the command line or over REST; an input
@@ -37,19 +40,20 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from benchmark.data.features import FeatureParams, compute_features
+from benchmark.data.features import FeatureParams
 from benchmark.data.tracks import load_audio
 from benchmark.errors import BenchmarkError
+from benchmark.evaluate import aggregate_clips
+from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
 
-#: Version of ``preprocessing.json``; a model written by a later version fails to load clearly.
-PREPROCESSING_FORMAT = 1
+__all__ = ["AudioGenreModel", "audio_model_arguments", "feature_params_from", "preprocessing_config"]
+
 INPUT_COLUMNS = ("path", "audio")
 #: Clips per network call: bounds memory at the study's input size (5.4 MB a spectrogram).
 PREDICT_BATCH = 32
@@ -58,30 +62,9 @@ _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 _REQUIRED_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "librosa", "soundfile", "cloudpickle")
 
 
-def preprocessing_config(params: FeatureParams) -> dict:
-    """What ``preprocessing.json`` holds: how a decoded clip becomes the network's input."""
-    return {
-        "format": PREPROCESSING_FORMAT,
-        "features": asdict(params),
-        # compute_features min-max scales each spectrogram on its own: no statistics to carry.
-        "normalisation": {"mode": "per_clip"},
-        # One prediction per whole clip, padded or trimmed to the training length. Cutting clips
-        # into segments and voting over them would record its settings here.
-        "segmenting": {"mode": "none"},
-    }
-
-
 def feature_params_from(config: dict) -> FeatureParams:
     """The :class:`FeatureParams` of a ``preprocessing.json``; unknown settings fail clearly."""
-    if config.get("format") != PREPROCESSING_FORMAT:
-        raise BenchmarkError(
-            f"audio model preprocessing format {config.get('format')!r} is not supported "
-            f"(this code reads format {PREPROCESSING_FORMAT})"
-        )
-    for key, known in (("normalisation", "per_clip"), ("segmenting", "none")):
-        if config[key]["mode"] != known:
-            raise BenchmarkError(f"audio model {key} {config[key]['mode']!r} is not supported")
-    return FeatureParams(**config["features"])
+    return Preprocessing.from_config(config).params
 
 
 class AudioGenreModel(mlflow.pyfunc.PythonModel):
@@ -91,7 +74,8 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
         import keras
 
         artifacts = context.artifacts
-        self.params = feature_params_from(json.loads(Path(artifacts["preprocessing"]).read_text()))
+        self.preprocessing = Preprocessing.from_config(json.loads(Path(artifacts["preprocessing"]).read_text()))
+        self.params = self.preprocessing.params
         self.class_names = json.loads(Path(artifacts["labels"]).read_text())["classes"]
         # compile=False: inference needs no optimizer state, and loading skips rebuilding it.
         self.network = keras.saving.load_model(artifacts["network"], compile=False)
@@ -108,19 +92,27 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
             )
         paths = frame["path"] if "path" in frame else [None] * len(frame)
         audio = frame["audio"] if "audio" in frame else [None] * len(frame)
-        features, errors = [], []
-        for path, encoded in zip(paths, audio):
+        inputs, owners, errors = [], [], []
+        for row, (path, encoded) in enumerate(zip(paths, audio)):
             try:
-                features.append(compute_features(self.decode(path, encoded), self.params))
-                errors.append(None)
+                clip = self.preprocessing.inputs(self.decode(path, encoded))
             except (BenchmarkError, OSError) as error:
-                features.append(None)
                 errors.append(str(error))
+                continue
+            errors.append(None)
+            inputs.append(clip)
+            owners.append(np.full(len(clip), row))
         probabilities = np.full((len(frame), len(self.class_names)), np.nan)
-        good = [row for row, error in enumerate(errors) if error is None]
-        if good:
-            probabilities[good] = predict_probabilities(self.network, np.stack([features[r] for r in good]))
-        return result_frame(probabilities, errors, self.class_names)
+        best = np.zeros(len(frame), dtype=np.int64)
+        if inputs:
+            # Every row's segments (one input per row without segments) in one pass, then a vote
+            # per row, exactly as the test set was scored.
+            owner = np.concatenate(owners)
+            rows, groups = np.unique(owner, return_inverse=True)
+            scores, labels = aggregate_clips(predict_probabilities(self.network, np.concatenate(inputs)),
+                                             groups, len(rows), self.preprocessing.vote)
+            probabilities[rows], best[rows] = scores, labels
+        return result_frame(probabilities, errors, self.class_names, best=best)
 
     def decode(self, path: object, encoded: object) -> np.ndarray:
         """One row's samples: from the base64 ``audio`` value if given, else from ``path``."""
@@ -166,13 +158,19 @@ def predict_probabilities(network, features: np.ndarray) -> np.ndarray:
     return np.concatenate(chunks).astype(np.float64)
 
 
-def result_frame(probabilities: np.ndarray, errors: list[str | None], class_names: list[str]) -> pd.DataFrame:
-    """The output columns from per-row probabilities (NaN rows where ``errors`` says why they failed)."""
-    best = np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1)
+def result_frame(probabilities: np.ndarray, errors: list[str | None], class_names: list[str],
+                 best: np.ndarray | None = None) -> pd.DataFrame:
+    """The output columns from per-row scores (NaN rows where ``errors`` says why they failed).
+
+    ``best`` is each row's label index where the vote decided it (a majority tie is broken by
+    the mean probability, not by the vote shares); by default, the highest score.
+    """
+    if best is None:
+        best = np.argmax(np.nan_to_num(probabilities, nan=-1.0), axis=1)
     genres = [None if error else class_names[index] for index, error in zip(best, errors)]
     frame = pd.DataFrame({
         "genre": pd.Series(genres, dtype=object),
-        "probability": probabilities.max(axis=1),
+        "probability": probabilities[np.arange(len(probabilities)), best],
         **{f"p_{name}": probabilities[:, column] for column, name in enumerate(class_names)},
         "error": pd.Series(errors, dtype=object),
     })
@@ -204,7 +202,7 @@ def requirements() -> list[str]:
     return pinned_requirements(*_REQUIRED_PACKAGES)
 
 
-def audio_model_arguments(folder: Path, network, params: FeatureParams, class_names: list[str]) -> dict:
+def audio_model_arguments(folder: Path, network, preprocessing: dict, class_names: list[str]) -> dict:
     """Keyword arguments of ``mlflow.pyfunc.log_model``/``save_model`` for ``network``.
 
     Writes the bundle's files into ``folder``, which MLflow copies into the model: the folder
@@ -212,7 +210,7 @@ def audio_model_arguments(folder: Path, network, params: FeatureParams, class_na
     """
     folder = Path(folder)
     network.save(folder / "network.keras")
-    (folder / "preprocessing.json").write_text(json.dumps(preprocessing_config(params), indent=2))
+    (folder / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     (folder / "labels.json").write_text(json.dumps({"classes": [str(n) for n in class_names]}, indent=2))
     return {
         # Models from code: MLflow runs this file at load time instead of unpickling an object.

@@ -118,13 +118,13 @@ def _end_to_end_ms(network, params, clip: Path, repeats: int) -> float:
     """One file through the audio model as MLflow serves it: saved, loaded, ``predict``."""
     import mlflow.pyfunc
 
-    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+    from benchmark.serving.audio_model import audio_model_arguments, preprocessing_config, quiet_mlflow
 
     # Its own folder, deleted at once: at the study's size one fcnn model is 2.8 GB.
     with tempfile.TemporaryDirectory(prefix="benchmark-latency-model-") as folder, quiet_mlflow():
         bundle, saved = Path(folder) / "bundle", Path(folder) / "model"
         bundle.mkdir()
-        arguments = audio_model_arguments(bundle, network, params, list(GTZAN_GENRES))
+        arguments = audio_model_arguments(bundle, network, preprocessing_config(params), list(GTZAN_GENRES))
         mlflow.pyfunc.save_model(str(saved), **arguments)
         model = mlflow.pyfunc.load_model(str(saved))
         request = pd.DataFrame({"path": [str(clip)]})

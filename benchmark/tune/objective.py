@@ -73,11 +73,12 @@ class Objective:
             pruning = PruningCallback(trial, metric)
             try:
                 hyperparameters = resolve_hyperparameters(self.model_name, {**given, **hp_overrides})
-                x_train, y_train = self.prepared.subset("train")
-                x_valid, y_valid = self.prepared.subset("valid")
+                # Tuning sees the first split's train and validation data only (fold 0 under
+                # kfold): the test tracks stay unseen until the tuned model is run.
+                train, valid = self.prepared.fold(0).subset("train"), self.prepared.fold(0).subset("valid")
                 result = train_model(
                     self.model_name, hyperparameters, training,
-                    x_train=x_train, y_train=y_train, x_valid=x_valid, y_valid=y_valid,
+                    x_train=train.x, y_train=train.y, x_valid=valid.x, y_valid=valid.y,
                     n_classes=len(self.prepared.class_names), seed=seed,
                     callbacks=[pruning, tracking.epoch_logger()],
                     label=f"{self.model_name} trial {trial.number}",

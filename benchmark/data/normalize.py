@@ -1,0 +1,74 @@
+"""Normalising spectrograms: per clip (the study) or standardised per frequency bin.
+
+``per_clip`` min-max scales each clip's dB spectrogram to [0, 1] on its own: it needs no
+statistics. ``standardize`` subtracts a per-bin mean and divides by a per-bin standard
+deviation that are fitted on the training split only (fitting them on all data would leak the
+test set into training), and stored with the model so that prediction uses the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NORMALIZE_MODES = ("per_clip", "standardize")
+#: A bin with (almost) no variance in training is left unscaled rather than blown up.
+_MIN_STD = 1e-6
+#: Inputs per chunk when fitting: bounds the float64 working copy at the study's input size.
+_FIT_CHUNK = 64
+
+
+def scale_per_clip(values: np.ndarray) -> np.ndarray:
+    """Min-max scale to [0, 1], as the study did per spectrogram; a constant input becomes zeros."""
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros_like(values)
+    return (values - low) / (high - low)
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-frequency-bin mean and standard deviation of training inputs (bins, frames)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, inputs: np.ndarray) -> Standardizer:
+        """Statistics over every input and frame of ``inputs`` (n, bins, frames), per bin.
+
+        Accumulates in float64 chunk by chunk: the inputs may be float16 and gigabytes large.
+        """
+        if len(inputs) == 0:
+            raise ValueError("cannot fit a standardizer on no inputs")
+        bins = inputs.shape[1]
+        total, total_sq, count = np.zeros(bins), np.zeros(bins), 0
+        for start in range(0, len(inputs), _FIT_CHUNK):
+            chunk = inputs[start:start + _FIT_CHUNK].astype(np.float64)
+            total += chunk.sum(axis=(0, 2))
+            total_sq += np.square(chunk).sum(axis=(0, 2))
+            count += chunk.shape[0] * chunk.shape[2]
+        mean = total / count
+        variance = np.maximum(total_sq / count - np.square(mean), 0.0)
+        std = np.sqrt(variance)
+        return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std))
+
+    def transform(self, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
+        """``(inputs - mean) / std`` per bin, for one input (bins, frames) or a stack of them."""
+        mean, std = self.mean[:, None], self.std[:, None]
+        out = np.empty(inputs.shape, dtype=dtype)
+        if inputs.ndim == 2:
+            out[...] = (inputs - mean) / std
+            return out
+        for start in range(0, len(inputs), _FIT_CHUNK):
+            out[start:start + _FIT_CHUNK] = (inputs[start:start + _FIT_CHUNK].astype(np.float32) - mean) / std
+        return out
+
+    def to_dict(self) -> dict:
+        """The statistics as JSON-ready lists, for ``preprocessing.json``."""
+        return {"mode": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Standardizer:
+        return cls(mean=np.asarray(values["mean"], dtype=np.float64), std=np.asarray(values["std"], dtype=np.float64))

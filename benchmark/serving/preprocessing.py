@@ -1,0 +1,82 @@
+"""How a decoded clip becomes the network's inputs and its outputs a label: ``preprocessing.json``.
+
+The audio model carries the settings its network was trained with, so prediction repeats the
+training pipeline exactly: the feature parameters, the normalisation (per clip, or the per-bin
+statistics fitted on the training split) and the segmenting with its vote.
+
+Format 1 (whole clips, per-clip scaling) is still read: models logged before segments existed
+keep working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from benchmark.data.features import FeatureParams, compute_spectrogram, network_inputs
+from benchmark.data.normalize import Standardizer
+from benchmark.data.segments import Segmenting
+from benchmark.errors import BenchmarkError
+
+#: Version of ``preprocessing.json``; a model written by a later version fails to load clearly.
+PREPROCESSING_FORMAT = 2
+_READABLE_FORMATS = (1, 2)
+
+
+def preprocessing_config(
+    params: FeatureParams, *, segmenting: Segmenting | None = None, normalisation: dict | None = None,
+    vote: str = "mean",
+) -> dict:
+    """What ``preprocessing.json`` holds; ``normalisation`` is ``Standardizer.to_dict()`` or per clip."""
+    return {
+        "format": PREPROCESSING_FORMAT,
+        "features": asdict(params),
+        "normalisation": normalisation or {"mode": "per_clip"},
+        "segmenting": {**segmenting.describe(), "vote": vote} if segmenting else {"mode": "none"},
+    }
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The parsed ``preprocessing.json``: turns audio into inputs, and segment outputs into one label."""
+
+    params: FeatureParams
+    segmenting: Segmenting | None = None
+    standardizer: Standardizer | None = None
+    vote: str = "mean"
+
+    @classmethod
+    def from_config(cls, config: dict) -> Preprocessing:
+        """Parse a ``preprocessing.json``; an unknown format or mode is a clear error, never a guess."""
+        if config.get("format") not in _READABLE_FORMATS:
+            raise BenchmarkError(
+                f"audio model preprocessing format {config.get('format')!r} is not supported "
+                f"(this code reads formats {', '.join(map(str, _READABLE_FORMATS))})"
+            )
+        params = FeatureParams(**config["features"])
+        normalisation, segmenting = config["normalisation"], config["segmenting"]
+        if normalisation["mode"] == "per_clip":
+            standardizer = None
+        elif normalisation["mode"] == "standardize":
+            standardizer = Standardizer.from_dict(normalisation)
+        else:
+            raise BenchmarkError(f"audio model normalisation {normalisation['mode']!r} is not supported")
+        if segmenting["mode"] == "none":
+            return cls(params, None, standardizer)
+        if segmenting["mode"] != "segments":
+            raise BenchmarkError(f"audio model segmenting {segmenting['mode']!r} is not supported")
+        cut = Segmenting(segmenting["frames"], segmenting["hop_frames"], segmenting["last"])
+        return cls(params, cut, standardizer, segmenting["vote"])
+
+    @property
+    def normalize(self) -> str:
+        return "standardize" if self.standardizer is not None else "per_clip"
+
+    def inputs(self, audio: np.ndarray) -> np.ndarray:
+        """One clip's network inputs, float32: (1, bins, frames), or one row per segment."""
+        clip = network_inputs(compute_spectrogram(audio, self.params), self.params,
+                              segmenting=self.segmenting, normalize=self.normalize)
+        if self.standardizer is not None:
+            return self.standardizer.transform(clip)
+        return clip.astype(np.float32)
