@@ -1,7 +1,7 @@
 """The command line: a thin layer over the pipeline's functions.
 
-Verbs that train live in :mod:`.training`, verbs that read results in :mod:`.results`, options
-they share in :mod:`.options`.
+Verbs that train live in :mod:`.training`, data set tools in :mod:`.data`, verbs that read
+results in :mod:`.results`, options they share in :mod:`.options`.
 
 Only the standard library is imported at start-up, so ``--help`` answers at once; each verb
 imports what it needs when it runs. A :class:`BenchmarkError` becomes one line on stderr and
@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import results, training
+from benchmark.cli import data, results, training
 from benchmark.errors import BenchmarkError
 
 EXIT_USER_ERROR = 2
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_run(verbs)
     training.add_tune(verbs)
     training.add_list(verbs)
-    training.add_data(verbs)
+    data.add_data(verbs)
     results.add_report(verbs)
     results.add_ui(verbs)
     results.add_promote(verbs)
