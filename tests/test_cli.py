@@ -87,3 +87,15 @@ def test_list_shows_models_and_experiments():
     assert result.returncode == 0, result.stderr
     for name in ("fcnn", "cnn1d", "cnn2d", "crnn", "default", "smoke", "paper"):
         assert name in result.stdout
+
+
+def test_missing_split_dir_is_one_line_exit_2(tone_tree, tmp_path):
+    result = run_cli("run", "--all", "--experiment", "smoke", "--data-dir", str(tone_tree),
+                     "--split-dir", str(tmp_path / "no-lists"), cwd=tmp_path)
+    assert_user_error(result, "split folder not found")
+
+
+def test_more_folds_than_tracks_is_one_line_exit_2(tone_tree, tmp_path):
+    result = run_cli("run", "--all", "--experiment", "smoke", "--data-dir", str(tone_tree),
+                     "--set", 'split.protocol="kfold"', "--set", "split.folds=10", cwd=tmp_path)
+    assert_user_error(result, "every genre needs at least 11 tracks to be split into 10 folds")

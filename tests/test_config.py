@@ -15,7 +15,7 @@ def write_experiment(tmp_path, text: str):
     return path
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper"])
+@pytest.mark.parametrize("name", ["default", "smoke", "paper", "kfold", "paper-filtered"])
 def test_bundled_experiments_load(name):
     config = load_experiment(name)
     assert config.name == name
@@ -103,3 +103,35 @@ def test_flat_config_is_dotted_and_complete():
     assert flat["features.representation"] == "logmel"
     assert flat["model.cnn2d.epochs"] == 1
     assert "split.seed" in flat and "train.learning_rate" in flat
+
+
+def test_protocol_experiments_say_what_the_issue_asks():
+    kfold = load_experiment("kfold")
+    assert (kfold.split.protocol, kfold.split.folds, kfold.features.segment_seconds) == ("kfold", 5, 3.0)
+    assert kfold.run.seeds == (0, 1, 2) and kfold.data.source == "synthetic"
+    filtered = load_experiment("paper-filtered", data_dir="/data/genres", split_dir="/lists")
+    assert (filtered.split.protocol, filtered.split.split_dir) == ("files", "/lists")
+    assert feature_params(filtered).shape == (1025, 1320)
+    assert load_experiment("paper").split.protocol == "paper"
+
+
+@pytest.mark.parametrize("override, message", [
+    ('split.protocol="random"', "split.protocol"),
+    ("split.folds=1", "split.folds"),
+    ("features.segment_hop_seconds=1.0", "segment_hop_seconds needs segment_seconds"),
+    ("features.segment_seconds=0", "features.segment_seconds"),
+    ('features.last_segment="keep"', "features.last_segment"),
+    ('features.normalize="minmax"', "features.normalize"),
+    ('evaluate.vote="max"', "evaluate.vote"),
+    ("run.seeds=[]", "run.seeds must not be empty"),
+    ("run.seeds=[1, 1]", "run.seeds lists a value twice"),
+])
+def test_protocol_settings_are_validated(override, message):
+    with pytest.raises(BenchmarkError, match=message):
+        load_experiment("smoke", [override])
+
+
+def test_seeds_flag_and_split_dir_flag_win():
+    config = load_experiment("kfold", seeds=[7, 8], split_dir="lists")
+    assert config.run.seeds == (7, 8)
+    assert (config.split.protocol, config.split.split_dir) == ("files", "lists")

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 EXPECTED_ARTIFACTS = {
     "confusion_matrix.png", "confusion_matrix.json", "training_curves.png", "history.json",
     "predictions.csv", "label_encoder.joblib", "labels.json", "skipped_files.csv", "split.json",
-    "config.json",
+    "config.json", "preprocessing.json",
 }
 
 

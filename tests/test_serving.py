@@ -461,3 +461,50 @@ def test_latency_times_each_network_at_the_experiment_shape():
         timings = [row[key] for key in keys]
         assert all(np.isfinite(timings)) and min(timings) > 0
     assert "cnn2d" in render_latency(table)
+
+
+@pytest.mark.parametrize("vote", ["mean", "majority"])
+def test_audio_model_cuts_segments_standardises_and_votes_as_training_did(tmp_path, vote):
+    """A segment model with train-fitted statistics labels a file exactly as the test set was scored."""
+    import keras
+    import mlflow.pyfunc
+
+    from benchmark.data.gtzan import GTZAN_GENRES
+    from benchmark.data.normalize import Standardizer
+    from benchmark.data.segments import Segmenting
+    from benchmark.data.tracks import load_audio
+    from benchmark.evaluate import aggregate_clips
+    from benchmark.models import create_model
+    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+    from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
+
+    params = smoke_params()
+    segmenting = Segmenting(frames=16, hop_frames=8, last="pad")
+    rng = np.random.default_rng(0)
+    standardizer = Standardizer(mean=rng.uniform(-60, -20, params.bins), std=rng.uniform(5, 15, params.bins))
+    keras.utils.set_random_seed(0)
+    network = create_model("cnn2d", (params.bins, segmenting.frames), len(GTZAN_GENRES))
+    config = preprocessing_config(params, segmenting=segmenting, normalisation=standardizer.to_dict(), vote=vote)
+    clips = [write_clip(tmp_path / f"clip{index}.wav", seconds=seconds, frequency=300.0 + 200 * index)
+             for index, seconds in enumerate((0.3, 1.0, 2.5))]
+    with quiet_mlflow():
+        bundle = tmp_path / "bundle"
+        bundle.mkdir()
+        mlflow.pyfunc.save_model(str(tmp_path / "model"),
+                                 **audio_model_arguments(bundle, network, config, list(GTZAN_GENRES)))
+        model = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    outputs = model.predict(pd.DataFrame({"path": [str(path) for path in clips]}))
+
+    preprocessing = Preprocessing.from_config(json.loads(json.dumps(config)))
+    for row, path in enumerate(clips):
+        audio = load_audio(path, params.sample_rate)
+        inputs = preprocessing.inputs(audio)
+        assert len(inputs) == len(segmenting.starts(min(1 + audio.size // params.hop_length, params.frames)))
+        spectrogram_db = inputs * standardizer.std[:, None] + standardizer.mean[:, None]
+        assert spectrogram_db.max() <= 1e-3  # standardised dB (ref = the clip's peak), not [0, 1]
+        probabilities = network.predict(inputs, verbose=0).astype(np.float64)
+        scores, label = aggregate_clips(probabilities, np.zeros(len(inputs), dtype=int), 1, vote)
+        got = outputs.loc[row, [f"p_{name}" for name in GTZAN_GENRES]].to_numpy(dtype=np.float64)
+        np.testing.assert_allclose(got, scores[0], atol=1e-5)
+        assert outputs.loc[row, "genre"] == GTZAN_GENRES[label[0]]
+    assert outputs["error"].isna().all()

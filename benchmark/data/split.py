@@ -135,8 +135,12 @@ def kfold_splits(labels: Sequence[str], *, folds: int, valid_fraction: float, se
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     labels = np.asarray(labels)
-    # Each genre needs a track in every fold, and two left over for training and validation.
-    _require_tracks_per_genre(labels, folds + 1, f"be split into {folds} folds with validation tracks")
+    # Each genre needs a track in every fold, and two left beside the largest test fold for
+    # training and validation: the least n with n - ceil(n / folds) >= 2 (4 for two folds).
+    minimum = folds + 1
+    while minimum - -(-minimum // folds) < 2:
+        minimum += 1
+    _require_tracks_per_genre(labels, minimum, f"be split into {folds} folds with validation tracks")
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     splits = []
     try:

@@ -26,7 +26,7 @@ CURVE_METRICS = ("accuracy", "val_accuracy", "loss", "val_loss")
 #: Run-level metrics the report reads; a run that lacks one shows it as missing.
 RUN_METRICS = (
     "test_accuracy", "test_macro_f1", "final_val_accuracy", "parameters", "train_seconds",
-    "test_inference_ms_per_clip", "epochs_run",
+    "test_inference_ms_per_clip", "epochs_run", "test_segment_accuracy",
 )
 
 

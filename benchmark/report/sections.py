@@ -54,13 +54,16 @@ def header(batch: Batch, report_run_id: str) -> str:
 
 def leaderboard_section(batch: Batch, analysis: Analysis, figure: str) -> str:
     display = pd.DataFrame([_leaderboard_row(row) for row in analysis.board.itertuples(index=False)])
+    if analysis.board["segment_accuracy_mean"].isna().all():
+        display = display.drop(columns="segment accuracy")  # whole clips: no segment-level figure
     notes = (
         "Per model over its runs (seeds × folds): test accuracy and macro F1 as mean ± standard "
         f"deviation, with a {CONFIDENCE:.0%} Student-t confidence interval of the mean accuracy "
         "(clipped to [0, 1]; one run gives no interval). ★ marks the highest mean test accuracy; "
         "whether its lead is significant is under *Pairwise significance*. Validation accuracy is "
         "at the last epoch; training time, inference time (per test clip, after warm-up) and "
-        "epochs are means. "
+        "epochs are means. With segments, accuracies are per clip after the vote, and segment "
+        "accuracy is the mean accuracy per segment before it. "
         f"{MISSING} = missing (a failed run, or a metric never logged). The HTML table sorts by "
         "any column: click its header."
     )
@@ -85,6 +88,7 @@ def _leaderboard_row(row) -> dict[str, str]:
         f"{CONFIDENCE:.0%} CI": _interval(row.test_accuracy_ci_low, row.test_accuracy_ci_high,
                                           row.test_accuracy_n),
         "macro F1": _mean_std(row.test_macro_f1_mean, row.test_macro_f1_std),
+        "segment accuracy": number(row.segment_accuracy_mean),
         "val accuracy": number(row.val_accuracy_mean),
         "parameters": number(row.parameters, ",.0f"),
         "train s": number(row.train_seconds_mean, ".1f"),

@@ -17,6 +17,8 @@ ACCURACY = "metrics.test_accuracy"
 #: Leaderboard columns that are a plain mean over the model's runs: column -> MLflow metric.
 MEAN_COLUMNS = {
     "test_macro_f1_mean": "metrics.test_macro_f1",
+    # Runs on segments: accuracy per segment, before the vote that gives the clip-level figures.
+    "segment_accuracy_mean": "metrics.test_segment_accuracy",
     "val_accuracy_mean": "metrics.final_val_accuracy",
     "parameters": "metrics.parameters",
     "train_seconds_mean": "metrics.train_seconds",
