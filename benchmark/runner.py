@@ -1,7 +1,8 @@
-"""The pipeline of one experiment: data -> features -> split -> normalise -> train -> evaluate -> tracking.
+"""The pipeline of one experiment: prepared data -> train -> evaluate -> tracking.
 
-``run_experiment`` is what ``run --all`` calls; ``run_model`` trains and scores one
-(model, seed, fold) and returns a plain dict, which is what the tuner and tests build on too.
+``run_experiment`` is what ``run --all`` calls: it prepares the data once
+(:mod:`benchmark.data.prepare`), then ``run_model`` trains and scores each (model, seed, fold)
+in its own MLflow run and returns a plain dict, which is what the tests build on too.
 """
 
 from __future__ import annotations
@@ -9,231 +10,16 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.config import ExperimentConfig
-from benchmark.data.features import CACHE_DTYPE, FeatureParams, FeatureSet, extract_features
-from benchmark.data.normalize import Standardizer
-from benchmark.data.segments import Segmenting
-from benchmark.data.split import SPLIT_NAMES, Split, SplitPlan, plan_splits
-from benchmark.data.tracks import discover_tracks
+from benchmark.data.prepare import FoldData, PreparedData, prepare_data
+from benchmark.data.split import SPLIT_NAMES
 from benchmark.errors import BenchmarkError
-from benchmark.paths import cache_root
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Subset:
-    """One split's network inputs: ``x[i]`` has label ``y[i]`` and belongs to track ``clips[i]``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    clips: np.ndarray
-
-
-@dataclass
-class FoldData:
-    """One split of the data (the only one, or one fold), with its fitted normalisation."""
-
-    split: Split
-    split_hash: str
-    #: Per-bin statistics fitted on this split's training inputs (``normalize = "standardize"``).
-    standardizer: Standardizer | None
-    subsets: dict[str, Subset]
-
-    @property
-    def fold(self) -> int | None:
-        return self.split.fold
-
-    def subset(self, name: str) -> Subset:
-        """Inputs, labels and clip ids of ``train``, ``valid`` or ``test``."""
-        return self.subsets[name]
-
-
-@dataclass
-class PreparedData:
-    """Features, labels and splits of one experiment, shared by all its runs."""
-
-    features: FeatureSet
-    params: FeatureParams
-    segmenting: Segmenting | None
-    normalize: str
-    class_names: list[str]
-    encoder: object
-    #: Per track (clip) label, encoded.
-    y: np.ndarray
-    plan: SplitPlan
-    data_root: Path
-    #: The manifest of an earlier ``data verify`` of this folder, when it is still current.
-    manifest: object = None
-    #: Exact duplicates that sit in different splits (see :mod:`benchmark.data.verify`).
-    cross_split_duplicates: list = field(default_factory=list)
-    _fold: FoldData | None = field(default=None, repr=False)
-
-    @property
-    def track_ids(self) -> list[str]:
-        return [track.track_id for track in self.features.tracks]
-
-    def fold(self, index: int = 0) -> FoldData:
-        """Split ``index`` of the plan with its inputs gathered and normalised.
-
-        Gathered once and kept until another fold is asked for: at the study's size the
-        training inputs alone are 1.5 GB, not worth copying again for each (model, seed), nor
-        worth holding for every fold at once.
-        """
-        split = self.plan.splits[index]
-        if self._fold is None or self._fold.split is not split:
-            self._fold = None  # free the previous fold's arrays before gathering the next
-            self._fold = self._gather(split)
-        return self._fold
-
-    def _gather(self, split: Split) -> FoldData:
-        subsets = {}
-        for name in SPLIT_NAMES:
-            rows = self.features.rows_of(split.indices(name))
-            clips = self.features.clip_index[rows]
-            subsets[name] = Subset(self.features.features[rows], self.y[clips], clips)
-        standardizer = None
-        if self.normalize == "standardize":
-            # Fitted on this split's training inputs only: test data must not shape the inputs.
-            standardizer = Standardizer.fit(subsets["train"].x)
-            for name, subset in subsets.items():
-                subsets[name] = Subset(standardizer.transform(subset.x, dtype=CACHE_DTYPE), subset.y, subset.clips)
-        return FoldData(split, split.membership_hash(self.track_ids), standardizer, subsets)
-
-    def split_summary(self, fold: FoldData) -> dict:
-        """What ``split.json`` holds: protocol, fold, hash, class counts and members of each split."""
-        ids = self.track_ids
-        return {
-            "protocol": self.plan.protocol,
-            "fold": fold.fold,
-            "membership_hash": fold.split_hash,
-            "class_counts": fold.split.class_counts(self.features.labels),
-            "members": {name: [ids[index] for index in fold.split.indices(name)] for name in SPLIT_NAMES},
-            "listed_but_missing": self.plan.missing,
-            "unlisted": self.plan.unlisted,
-            "duplicates_across_splits": [
-                {"fold": item.fold, "members": item.members}
-                for item in self.cross_split_duplicates if item.fold == fold.fold
-            ],
-        }
-
-
-def feature_params(config: ExperimentConfig) -> FeatureParams:
-    """The feature parameters an experiment asks for."""
-    features = config.features
-    return FeatureParams(
-        representation=features.representation,
-        sample_rate=config.data.sample_rate,
-        n_fft=features.n_fft,
-        hop_length=features.hop_length,
-        n_mels=features.n_mels,
-        frames=features.frames,
-    )
-
-
-def resolve_data_root(config: ExperimentConfig, *, progress: bool = True) -> Path:
-    """The audio tree to read: the given directory, or the synthetic set, generated on first use."""
-    data = config.data
-    if data.source == "directory":
-        if not data.directory:
-            raise BenchmarkError(
-                f"experiment {config.name!r} reads audio from a directory: pass --data-dir PATH "
-                "(a folder-per-genre tree such as GTZAN's genres/)"
-            )
-        return Path(data.directory).expanduser()
-    from benchmark.data.synth import FORMAT_VERSION, write_dataset
-
-    # One folder per parameter set (and generator version): each is generated once, reused after.
-    folder = cache_root() / "synthetic" / (
-        f"v{FORMAT_VERSION}-seed{data.synth_seed}-{data.synth_clips_per_genre}x"
-        f"{data.synth_seconds:g}s-{data.sample_rate}hz"
-    )
-    return write_dataset(
-        folder,
-        clips_per_genre=data.synth_clips_per_genre,
-        seconds=data.synth_seconds,
-        sample_rate=data.sample_rate,
-        seed=data.synth_seed,
-        progress=progress,
-    )
-
-
-def segmenting_of(config: ExperimentConfig) -> Segmenting | None:
-    """The experiment's segmenting in frames, or None where whole clips are the inputs."""
-    features = config.features
-    if features.segment_seconds is None:
-        return None
-    return Segmenting.from_seconds(
-        features.segment_seconds, features.segment_hop_seconds, sample_rate=config.data.sample_rate,
-        hop_length=features.hop_length, last=features.last_segment,
-    )
-
-
-def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
-    """Find the tracks, extract (or load cached) features, encode labels and plan the splits."""
-    from sklearn.preprocessing import LabelEncoder
-
-    root = resolve_data_root(config, progress=progress)
-    tracks = discover_tracks(root)
-    params = feature_params(config)
-    segmenting = segmenting_of(config)
-    log.info("data: %d audio files in %d genres under %s", len(tracks),
-             len({track.label for track in tracks}), root)
-    features = extract_features(
-        tracks, params, cache_root(), segmenting=segmenting, normalize=config.features.normalize,
-        workers=config.features.workers, progress=progress,
-    )
-    log.info("features %s %s: %d from cache, %d computed, %d skipped; %d network inputs%s",
-             params.representation, params.shape, features.from_cache,
-             len(features.tracks) - features.from_cache, len(features.skipped), len(features.features),
-             f" ({segmenting.frames}-frame segments)" if segmenting else "")
-    for item in features.skipped:
-        log.warning("skipped %s: %s", item.relative_path, item.reason)
-    encoder = LabelEncoder().fit(features.labels)
-    ids = [track.track_id for track in features.tracks]
-    plan = plan_splits(ids, features.labels, config.split)
-    for split in plan.splits:
-        log.info("split %s%s: %d train, %d validation, %d test tracks", config.split.protocol,
-                 "" if split.fold is None else f" fold {split.fold}",
-                 len(split.train), len(split.valid), len(split.test))
-    manifest, crossing = _verified_duplicates(root, features, plan)
-    return PreparedData(
-        features=features,
-        params=params,
-        segmenting=segmenting,
-        normalize=config.features.normalize,
-        class_names=[str(name) for name in encoder.classes_],
-        encoder=encoder,
-        y=encoder.transform(features.labels),
-        plan=plan,
-        data_root=root,
-        manifest=manifest,
-        cross_split_duplicates=crossing,
-    )
-
-
-def _verified_duplicates(root: Path, features: FeatureSet, plan: SplitPlan):
-    """The folder's ``data verify`` manifest, if current, and its duplicates that cross splits."""
-    from benchmark.data.verify import duplicate_groups, duplicates_across_splits, load_manifest
-
-    manifest = load_manifest(root)
-    if manifest is None:
-        log.info("no current manifest of %s: `python -m benchmark data verify %s` checks it for "
-                 "duplicates", root, root)
-        return None, []
-    crossing = duplicates_across_splits(
-        duplicate_groups(manifest), [track.relative_path for track in features.tracks], plan
-    )
-    for item in crossing:
-        log.warning("duplicate audio in different splits%s: %s",
-                    "" if item.fold is None else f" (fold {item.fold})",
-                    ", ".join(f"{path} ({name})" for path, name in item.members))
-    return manifest, crossing
 
 
 def run_model(

@@ -21,7 +21,7 @@ PLANTED_NETWORK = "cnn2d"
 
 def smoke_params():
     """The smoke experiment's feature parameters (log-mel 48 x 64): small and fast."""
-    from benchmark.runner import feature_params
+    from benchmark.data.prepare import feature_params
 
     return feature_params(load_experiment("smoke"))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmark.config import PAPER_MODELS, list_experiments, load_experiment
+from benchmark.data.prepare import feature_params
 from benchmark.errors import BenchmarkError
-from benchmark.runner import feature_params
 
 
 def write_experiment(tmp_path, text: str):

@@ -117,7 +117,7 @@ def test_artifacts_agree_with_the_metrics(smoke_batch):
 def test_logged_model_reloads_and_predicts_like_the_run(smoke_batch):
     import mlflow.keras
 
-    from benchmark.runner import prepare_data
+    from benchmark.data.prepare import prepare_data
 
     outcome, _ = smoke_batch
     client, runs = batch_runs(outcome)

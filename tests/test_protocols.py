@@ -127,7 +127,7 @@ def test_segment_runs_log_clip_and_segment_metrics_and_vote_per_clip(kfold_batch
 
 @pytest.mark.slow
 def test_standardisation_statistics_come_from_the_fold_training_inputs(kfold_batch, shared_cache, monkeypatch):
-    from benchmark.runner import prepare_data
+    from benchmark.data.prepare import prepare_data
 
     config, outcome, _ = kfold_batch
     monkeypatch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
@@ -148,7 +148,7 @@ def test_standardisation_statistics_come_from_the_fold_training_inputs(kfold_bat
 
 def test_standardizer_never_sees_validation_or_test_inputs(tone_tree, tmp_path):
     """Plant wildly different values in the held-out clips: train-only statistics ignore them."""
-    from benchmark.runner import prepare_data
+    from benchmark.data.prepare import prepare_data
 
     config = load_experiment("smoke", ['features.normalize="standardize"', 'split.protocol="kfold"',
                                        "split.folds=2", "split.valid_fraction=0.5"],
@@ -169,7 +169,7 @@ def test_standardizer_never_sees_validation_or_test_inputs(tone_tree, tmp_path):
 def test_files_protocol_on_gtzan_shaped_data_uses_the_artist_filtered_lists(tmp_path):
     if not ARTIST_FILTERED.is_dir():
         pytest.skip(f"artist-filtered split lists not found at {ARTIST_FILTERED}")
-    from benchmark.runner import prepare_data
+    from benchmark.data.prepare import prepare_data
 
     config = load_experiment("smoke", ["data.synth_clips_per_genre=100", "data.synth_seconds=0.5",
                                        "features.frames=16"], split_dir=ARTIST_FILTERED)
@@ -186,8 +186,8 @@ def test_files_protocol_on_gtzan_shaped_data_uses_the_artist_filtered_lists(tmp_
 
 
 def test_duplicates_that_cross_splits_are_found_from_the_verify_manifest(tone_tree, caplog):
+    from benchmark.data.prepare import prepare_data
     from benchmark.data.verify import verify_dataset
-    from benchmark.runner import prepare_data
 
     shutil.copy(tone_tree / "jazz" / "jazz.00000.wav", tone_tree / "jazz" / "jazz.00009.wav")
     lists = tone_tree.parent / "lists"

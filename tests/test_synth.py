@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmark.data import synth
-from benchmark.data.synth import dataset as synth_dataset
 from benchmark.data.gtzan import GTZAN_GENRES, GTZAN_SAMPLE_RATE
 from benchmark.data.synth import MARKER_NAME, synthesize_clip, write_dataset
+from benchmark.data.synth import dataset as synth_dataset
 from benchmark.errors import BenchmarkError
 
 SMALL = {"clips_per_genre": 2, "seconds": 2.0, "progress": False, "workers": 1}

@@ -70,7 +70,8 @@ def _verify(args) -> int:
     from benchmark.data.split import read_split_lists
     from benchmark.data.verify import verify_dataset
 
-    config = load_experiment(args.experiment, args.overrides, data_dir=args.dir, split_dir=args.split_dir)
+    config = load_experiment(args.experiment, args.overrides, data_dir=args.dir, split_dir=args.split_dir,
+                             check_models=False)  # verify never trains: no Keras import
     if config.split.split_dir:
         # A named split folder that is missing or incomplete is a user error, not a finding.
         read_split_lists(config.split.split_dir)

@@ -76,8 +76,8 @@ def _write_clip(path: Path, sample_rate: int) -> Path:
 
 def _preprocessing_ms(config, clip: Path, repeats: int) -> dict:
     from benchmark.data.features import compute_features
+    from benchmark.data.prepare import feature_params
     from benchmark.data.tracks import load_audio
-    from benchmark.runner import feature_params
 
     params = feature_params(config)
     audio = load_audio(clip, params.sample_rate)
@@ -91,8 +91,8 @@ def _preprocessing_ms(config, clip: Path, repeats: int) -> dict:
 def _network_row(config, name: str, clip: Path, *, repeats: int, batch_size: int, end_to_end: bool) -> dict:
     import keras
 
+    from benchmark.data.prepare import feature_params
     from benchmark.models import create_model, resolve_hyperparameters
-    from benchmark.runner import feature_params
     from benchmark.serving.audio_model import predict_probabilities
 
     keras.utils.clear_session(free_memory=True)

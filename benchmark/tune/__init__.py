@@ -51,8 +51,8 @@ def tune_model(
     import optuna
 
     from benchmark import tracking
+    from benchmark.data.prepare import prepare_data
     from benchmark.models import get_model_spec
-    from benchmark.runner import prepare_data
     from benchmark.tune.export import study_figures, write_tuned_experiment
     from benchmark.tune.space import decode_params, search_space
     from benchmark.tune.study import WorkerTask, default_storage, load_study, run_workers

@@ -15,8 +15,8 @@ import optuna
 
 from benchmark import tracking
 from benchmark.config import ExperimentConfig
+from benchmark.data.prepare import PreparedData
 from benchmark.models import resolve_hyperparameters
-from benchmark.runner import PreparedData
 from benchmark.train import train_model
 from benchmark.tune.space import search_space, split_training_keys, suggest
 

@@ -102,7 +102,7 @@ def run_worker(task: WorkerTask, prepared=None) -> int:
     import optuna
 
     from benchmark import tracking
-    from benchmark.runner import prepare_data
+    from benchmark.data.prepare import prepare_data
     from benchmark.tune.objective import Objective
 
     if multiprocessing.current_process().name != "MainProcess":
