@@ -45,6 +45,8 @@ def evaluate_model(
     measured after one warm-up batch, so it excludes graph tracing and compilation, and is
     reported per clip over the whole set.
     """
+    if vote not in VOTES:
+        raise ValueError(f"unknown vote {vote!r} ({', '.join(VOTES)})")
     model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
     started = time.perf_counter()
     probabilities = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
@@ -53,17 +55,16 @@ def evaluate_model(
         clips = np.arange(len(x))
     clip_ids, first, groups = np.unique(clips, return_index=True, return_inverse=True)
     truth = np.asarray(y)[first]
-    scores, predicted = aggregate_clips(probabilities, groups, len(clip_ids), vote)
+    votes = {method: aggregate_clips(probabilities, groups, len(clip_ids), method) for method in VOTES}
+    scores, predicted = votes[vote]
     metrics = classification_metrics(truth, predicted, class_names)
     if len(clip_ids) < len(x):  # segments: the segment-level view and both votes, side by side
         segment_predicted = probabilities.argmax(axis=1)
         metrics["segment_accuracy"] = float(accuracy_score(y, segment_predicted))
         metrics["segment_macro_f1"] = float(f1_score(y, segment_predicted, labels=np.arange(len(class_names)),
                                                      average="macro", zero_division=0))
-        for method in VOTES:
-            metrics[f"clip_{method}_accuracy"] = float(
-                accuracy_score(truth, aggregate_clips(probabilities, groups, len(clip_ids), method)[1])
-            )
+        for method, (_, labels) in votes.items():
+            metrics[f"clip_{method}_accuracy"] = float(accuracy_score(truth, labels))
     return Evaluation(
         metrics=metrics | {"inference_ms_per_clip": 1000.0 * seconds / max(len(clip_ids), 1)},
         confusion=confusion_matrix(truth, predicted, labels=np.arange(len(class_names))),

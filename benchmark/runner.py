@@ -55,7 +55,7 @@ def run_model(
         "data_fingerprint": prepared.features.fingerprint,
         "split_protocol": prepared.plan.protocol,
         "split_hash": data.split_hash,
-        "duplicates_across_splits": str(len(_crossing(prepared, data))),
+        "duplicates_across_splits": str(len(prepared.duplicates_in(data))),
         **({} if data.fold is None else {"fold": str(data.fold)}),
         **tracking.provenance_tags(),
     }
@@ -120,10 +120,6 @@ def run_model(
         "run_id": run_id,
         "model_uri": model_uri,
     }
-
-
-def _crossing(prepared: PreparedData, data: FoldData) -> list:
-    return [item for item in prepared.cross_split_duplicates if item.fold == data.fold]
 
 
 def _run_params(config, prepared: PreparedData, data: FoldData, hyperparameters: dict, training) -> dict:

@@ -154,7 +154,8 @@ def network_inputs(
     if segmenting is not None:
         return segmenting.cut(values, floor)
     whole = np.full((1, params.bins, params.frames), floor, dtype=values.dtype)
-    whole[0, :, : values.shape[1]] = values[:, : params.frames]
+    kept = min(values.shape[1], params.frames)
+    whole[0, :, :kept] = values[:, :kept]
     return whole
 
 

@@ -118,10 +118,13 @@ class PreparedData:
             "listed_but_missing": self.plan.missing,
             "unlisted": self.plan.unlisted,
             "duplicates_across_splits": [
-                {"fold": item.fold, "members": item.members}
-                for item in self.cross_split_duplicates if item.fold == fold.fold
+                {"fold": item.fold, "members": item.members} for item in self.duplicates_in(fold)
             ],
         }
+
+    def duplicates_in(self, fold: FoldData) -> list:
+        """The exact duplicates that ``fold``'s split puts in different splits."""
+        return [item for item in self.cross_split_duplicates if item.fold == fold.fold]
 
 
 def feature_params(config: ExperimentConfig) -> FeatureParams:

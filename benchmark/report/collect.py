@@ -141,8 +141,9 @@ def _with_identity_columns(runs: pd.DataFrame) -> pd.DataFrame:
     runs["tags.split_hash"] = runs["tags.split_hash"].fillna("")
     # Models in the order the batch ran them (the experiment's order), then seed and fold.
     first_start = runs.groupby("model")["start_time"].transform("min")
-    runs = runs.assign(_first=first_start).sort_values(["_first", "model", "seed", "fold"])
-    return runs.drop(columns="_first").reset_index(drop=True)
+    fold_number = pd.to_numeric(runs["fold"], errors="coerce")  # fold 10 after fold 9, not after 1
+    runs = runs.assign(_first=first_start, _fold=fold_number).sort_values(["_first", "model", "seed", "_fold"])
+    return runs.drop(columns=["_first", "_fold"]).reset_index(drop=True)
 
 
 def _histories(client, runs: pd.DataFrame) -> pd.DataFrame:
