@@ -135,7 +135,8 @@ def compute_spectrogram(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
             n_mels=params.n_mels,
         )
         decibels = librosa.power_to_db(power, ref=np.max)
-    return decibels.astype(np.float32)
+    # A clip padded to one window may give more frames than a tiny ``frames`` allows.
+    return decibels[:, : params.frames].astype(np.float32)
 
 
 def network_inputs(
