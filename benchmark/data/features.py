@@ -17,16 +17,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.data.normalize import scale_per_clip
+from benchmark.data.parallel import map_in_processes
 from benchmark.data.segments import Segmenting
 from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio
 from benchmark.errors import BenchmarkError
@@ -194,30 +193,12 @@ def extract_features(
     ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process.
     ``segmenting`` and ``normalize`` are as in :func:`network_inputs`.
     """
-    from tqdm.auto import tqdm
 
     cache_dir = feature_cache_dir(cache_root, params)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _write_params_note(cache_dir, params)
-    workers = workers or os.cpu_count() or 1
-    results: dict[int, _TrackResult] = {}
-    bar = tqdm(total=len(tracks), desc="features", unit="clip", disable=not progress)
-    with bar:
-        if workers == 1 or len(tracks) == 1:
-            for index, track in enumerate(tracks):
-                results[index] = _featurize(track.path, params, cache_dir)
-                bar.update()
-        else:
-            # spawn, not fork: the parent may already hold TensorFlow's threads.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(tracks)), mp_context=context) as pool:
-                futures = {
-                    pool.submit(_featurize, track.path, params, cache_dir): index
-                    for index, track in enumerate(tracks)
-                }
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
+    results = map_in_processes(_featurize, [track.path for track in tracks], params, cache_dir,
+                               workers=workers, progress=progress, desc="features", unit="clip")
     return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)
 
 
@@ -283,7 +264,7 @@ def _write_params_note(cache_dir: Path, params: FeatureParams) -> None:
         note.write_text(json.dumps({**asdict(params), "version": FEATURE_VERSION}, indent=2))
 
 
-def _assemble(tracks: list[Track], results: dict[int, _TrackResult], params: FeatureParams, *,
+def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureParams, *,
               segmenting: Segmenting | None, normalize: str) -> FeatureSet:
     kept = [index for index in range(len(tracks)) if results[index].spectrogram is not None]
     inputs, owners = [], []

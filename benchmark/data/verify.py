@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import multiprocessing
 import os
 import tempfile
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +28,7 @@ import numpy as np
 
 from benchmark.config import SplitConfig
 from benchmark.data.features import data_fingerprint
+from benchmark.data.parallel import map_in_processes
 from benchmark.data.split import SplitPlan, plan_splits
 from benchmark.data.tracks import content_hash, discover_tracks
 from benchmark.errors import BenchmarkError
@@ -122,25 +121,11 @@ def verify_dataset(root: str | Path, *, split_config: SplitConfig | None = None,
     ``split_config``, duplicates are checked against the splits a run would make.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
 
     root = Path(root).expanduser()
     tracks = discover_tracks(root)
-    workers = workers or os.cpu_count() or 1
-    results: dict[int, dict] = {}
-    with tqdm(total=len(tracks), desc="verify", unit="file", disable=not progress) as bar:
-        if workers == 1 or len(tracks) == 1:
-            for index, track in enumerate(tracks):
-                results[index] = inspect_file(track.path)
-                bar.update()
-        else:
-            # spawn, not fork, as in feature extraction: the parent may hold TensorFlow's threads.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(tracks)), mp_context=context) as pool:
-                futures = {pool.submit(inspect_file, track.path): index for index, track in enumerate(tracks)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update()
+    results = map_in_processes(inspect_file, [track.path for track in tracks], workers=workers,
+                               progress=progress, desc="verify")
     rows = [{"relative_path": track.relative_path, "label": track.label, "track_id": track.track_id,
              **results[index]} for index, track in enumerate(tracks)]
     manifest = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
