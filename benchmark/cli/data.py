@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from benchmark.cli.options import add_split_and_override_options
+
 
 def add_data(verbs) -> None:
     data = verbs.add_parser("data", help="data set tools", description="Data set tools.")
@@ -54,10 +56,7 @@ def add_verify(tools) -> None:
     verify.add_argument("dir", metavar="DIR", help="folder-per-genre audio tree")
     verify.add_argument("--experiment", default="paper", metavar="NAME_OR_FILE",
                         help="experiment whose [split] decides the protocol checked (default: %(default)s)")
-    verify.add_argument("--split-dir", metavar="DIR",
-                        help="check against the track lists DIR/{train,valid,test}.txt (split.protocol=files)")
-    verify.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set split.protocol=kfold (repeatable)")
+    add_split_and_override_options(verify)
     verify.add_argument("--manifest", metavar="PATH", help="also write the manifest CSV to PATH")
     verify.add_argument("--workers", type=int, default=0, metavar="N",
                         help="processes (default: one per core; 1: in process)")

@@ -10,12 +10,17 @@ def add_experiment_options(parser) -> None:
     parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="FILE",
                         help="experiment TOML file or bundled name (default: %(default)s)")
     parser.add_argument("--data-dir", metavar="DIR", help="folder-per-genre audio tree (e.g. GTZAN's genres/)")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds (overrides run.seeds)")
+    add_split_and_override_options(parser)
+    add_tracking_option(parser)
+
+
+def add_split_and_override_options(parser) -> None:
+    """``--split-dir`` and ``--set``: shared by the verbs that train and by `data verify`."""
     parser.add_argument("--split-dir", metavar="DIR",
                         help="split by the track lists DIR/{train,valid,test}.txt (sets split.protocol=files)")
-    parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds (overrides run.seeds)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set train.epochs=5 (repeatable)")
-    add_tracking_option(parser)
 
 
 def add_tracking_option(parser) -> None:
