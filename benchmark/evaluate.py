@@ -45,7 +45,7 @@ def evaluate_model(
     measured after one warm-up batch, so it excludes graph tracing and compilation, and is
     reported per clip over the whole set.
     """
-    if vote not in VOTES:
+    if vote not in VOTES:  # before the (slow) predictions below
         raise ValueError(f"unknown vote {vote!r} ({', '.join(VOTES)})")
     model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
     started = time.perf_counter()

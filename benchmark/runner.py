@@ -37,7 +37,7 @@ def run_model(
     from benchmark.artifacts import write_run_artifacts
     from benchmark.evaluate import evaluate_model
     from benchmark.models import resolve_hyperparameters
-    from benchmark.serving.audio_model import preprocessing_config
+    from benchmark.serving.preprocessing import preprocessing_config
     from benchmark.train import train_model
 
     hyperparameters = resolve_hyperparameters(model_name, config.model_settings(model_name).hyperparameters)
@@ -83,7 +83,7 @@ def run_model(
         )
         preprocessing = preprocessing_config(
             prepared.params, segmenting=prepared.segmenting, vote=config.evaluate.vote,
-            normalisation=data.standardizer.to_dict() if data.standardizer else {"mode": "per_clip"},
+            normalisation=data.standardizer.to_dict() if data.standardizer else None,
         )
         with tempfile.TemporaryDirectory(prefix="benchmark-run-") as folder:
             write_run_artifacts(

@@ -127,7 +127,10 @@ def test_top_k_rows_rank_each_file_and_keep_the_errors():
 
 
 def test_preprocessing_config_round_trips_and_refuses_what_it_cannot_apply():
-    from benchmark.serving.audio_model import feature_params_from, preprocessing_config
+    from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
+
+    def feature_params_from(config):
+        return Preprocessing.from_config(config).params
 
     params = smoke_params()
     config = json.loads(json.dumps(preprocessing_config(params)))
@@ -336,7 +339,7 @@ def round_trip(model_uri: str, tracking_uri: str, rows: list[dict], tmp_path: Pa
 def test_every_training_run_logs_an_audio_model_bundle(trained_batch):
     import mlflow
 
-    from benchmark.serving.audio_model import feature_params_from
+    from benchmark.serving.preprocessing import Preprocessing
 
     outcome, _ = trained_batch
     client, runs = batch_runs(outcome)
@@ -345,7 +348,7 @@ def test_every_training_run_logs_an_audio_model_bundle(trained_batch):
     for run in runs.values():
         bundle = Path(mlflow.artifacts.download_artifacts(run.data.tags["audio_model_uri"]))
         config = json.loads((bundle / "artifacts" / "preprocessing.json").read_text())
-        assert feature_params_from(config) == smoke_params()
+        assert Preprocessing.from_config(config).params == smoke_params()
         labels = json.loads((bundle / "artifacts" / "labels.json").read_text())["classes"]
         assert labels == class_names_of(client, run)
         assert (bundle / "code" / "benchmark" / "data" / "features.py").is_file()

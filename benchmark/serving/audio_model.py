@@ -46,13 +46,10 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from benchmark.data.features import FeatureParams
 from benchmark.data.tracks import load_audio
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import aggregate_clips
-from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
-
-__all__ = ["AudioGenreModel", "audio_model_arguments", "feature_params_from", "preprocessing_config"]
+from benchmark.serving.preprocessing import Preprocessing
 
 INPUT_COLUMNS = ("path", "audio")
 #: Clips per network call: bounds memory at the study's input size (5.4 MB a spectrogram).
@@ -60,11 +57,6 @@ PREDICT_BATCH = 32
 _PACKAGE_DIR = Path(__file__).resolve().parent.parent
 #: What the model needs to load and run, besides the Keras backend.
 _REQUIRED_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "librosa", "soundfile", "cloudpickle")
-
-
-def feature_params_from(config: dict) -> FeatureParams:
-    """The :class:`FeatureParams` of a ``preprocessing.json``; unknown settings fail clearly."""
-    return Preprocessing.from_config(config).params
 
 
 class AudioGenreModel(mlflow.pyfunc.PythonModel):

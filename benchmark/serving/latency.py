@@ -118,7 +118,8 @@ def _end_to_end_ms(network, params, clip: Path, repeats: int) -> float:
     """One file through the audio model as MLflow serves it: saved, loaded, ``predict``."""
     import mlflow.pyfunc
 
-    from benchmark.serving.audio_model import audio_model_arguments, preprocessing_config, quiet_mlflow
+    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+    from benchmark.serving.preprocessing import preprocessing_config
 
     # Its own folder, deleted at once: at the study's size one fcnn model is 2.8 GB.
     with tempfile.TemporaryDirectory(prefix="benchmark-latency-model-") as folder, quiet_mlflow():

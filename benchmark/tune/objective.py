@@ -75,7 +75,8 @@ class Objective:
                 hyperparameters = resolve_hyperparameters(self.model_name, {**given, **hp_overrides})
                 # Tuning sees the first split's train and validation data only (fold 0 under
                 # kfold): the test tracks stay unseen until the tuned model is run.
-                train, valid = self.prepared.fold(0).subset("train"), self.prepared.fold(0).subset("valid")
+                data = self.prepared.fold(0)
+                train, valid = data.subset("train"), data.subset("valid")
                 result = train_model(
                     self.model_name, hyperparameters, training,
                     x_train=train.x, y_train=train.y, x_valid=valid.x, y_valid=valid.y,
