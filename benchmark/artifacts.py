@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,29 +15,22 @@ from benchmark.data.tracks import Track
 from benchmark.evaluate import Evaluation
 from benchmark.plots import confusion_matrix_figure, save_figure, training_curves_figure
 
+if TYPE_CHECKING:
+    from benchmark.config import ExperimentConfig
+    from benchmark.unit import RunResult
 
-def write_run_artifacts(
-    folder: Path,
-    *,
-    title: str,
-    class_names: Sequence[str],
-    evaluation: Evaluation,
-    history: Mapping[str, Sequence[float]],
-    test_tracks: Sequence[Track],
-    y_test: np.ndarray,
-    encoder: Any,
-    skipped: Sequence[SkippedFile],
-    split_summary: Mapping[str, Any],
-    config: Mapping[str, Any],
-    preprocessing: Mapping[str, Any],
-    manifest: Any = None,
-) -> None:
-    """Write every per-run file into ``folder``.
 
-    ``preprocessing`` is the audio model's ``preprocessing.json`` (with the normalisation
-    statistics fitted on this run's training split); ``manifest`` the data folder's ``data
-    verify`` manifest (a DataFrame), logged as ``data_manifest.csv`` where there is one.
+def write_run_artifacts(folder: Path, result: RunResult, config: ExperimentConfig) -> None:
+    """Write every per-run file of a scored run into ``folder``.
+
+    ``preprocessing.json`` is the audio model's (with the normalisation statistics fitted on
+    this run's training split); ``data_manifest.csv`` the data folder's ``data verify``
+    manifest, where there is a current one.
     """
+    prepared, unit, evaluation = result.prepared, result.unit, result.evaluation
+    in_fold = "" if result.data.fold is None else f" fold {result.data.fold}"
+    title = f"{unit.model} (seed {unit.seed}{in_fold}) on {config.name}"
+    class_names, history = prepared.class_names, result.fit.history
     folder.mkdir(parents=True, exist_ok=True)
     save_figure(confusion_matrix_figure(evaluation.confusion, class_names, title), folder / "confusion_matrix.png")
     _write_json(
@@ -47,14 +40,15 @@ def write_run_artifacts(
     )
     save_figure(training_curves_figure(history, title), folder / "training_curves.png")
     _write_json(folder / "history.json", {key: list(values) for key, values in history.items()})
-    write_predictions(folder / "predictions.csv", test_tracks, y_test, evaluation, class_names)
-    write_label_encoder(folder, encoder)
-    write_skipped(folder / "skipped_files.csv", skipped)
-    _write_json(folder / "split.json", split_summary)
-    _write_json(folder / "config.json", config)
-    _write_json(folder / "preprocessing.json", preprocessing)
-    if manifest is not None:
-        manifest.to_csv(folder / "data_manifest.csv", index=False)
+    test_tracks = [prepared.features.tracks[index] for index in evaluation.clips]
+    write_predictions(folder / "predictions.csv", test_tracks, evaluation.truth, evaluation, class_names)
+    write_label_encoder(folder, prepared.encoder)
+    write_skipped(folder / "skipped_files.csv", prepared.features.skipped)
+    _write_json(folder / "split.json", prepared.split_summary(result.data))
+    _write_json(folder / "config.json", config.model_dump(mode="json"))
+    _write_json(folder / "preprocessing.json", result.preprocessing)
+    if prepared.manifest is not None:
+        prepared.manifest.to_csv(folder / "data_manifest.csv", index=False)
 
 
 def write_predictions(

@@ -1,10 +1,19 @@
 """Experiment configuration: typed, frozen, validated; loaded from TOML files.
 
 An experiment file overrides only what differs from the defaults below, which are the study's
-own values (full-size STFT input, paper epochs). Values merge in this order, later winning:
-defaults, the experiment file, ``--set section.key=value`` overrides, explicit CLI flags. The
-merged dictionary is validated once, so an unknown key, a wrong type or an out-of-range value
-fails with the key's dotted name before any work starts.
+own values (full-size STFT input, paper epochs), or from the experiment it ``extends``. Values
+merge key by key in this order, later winning: defaults, the extended experiment (itself
+resolved the same way), the experiment file, ``--set section.key=value`` overrides, explicit
+CLI flags. The merged dictionary is validated once, so an unknown key, a wrong type or an
+out-of-range value fails with the key's dotted name before any work starts.
+
+A model's own ``[model.<name>]`` training settings win over ``[train]``, wherever each was set:
+``--set train.epochs=5`` changes every model that does not set its own ``epochs``. There are no
+per-model values besides those written in experiment files; ``run`` prints each model's
+effective values when a batch starts.
+
+This module is also the one home of the allowed values (representations, normalisations,
+votes, last-segment policies): the code that implements them imports them from here.
 """
 
 from __future__ import annotations
@@ -30,6 +39,18 @@ from pydantic import (
 from benchmark.errors import BenchmarkError
 
 PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
+#: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power.
+REPRESENTATIONS = ("stft", "logmel")
+#: ``per_clip``: each clip's dB spectrogram scaled to [0, 1] (the study); ``standardize``:
+#: per-frequency-bin mean and standard deviation, fitted on the training split only.
+NORMALIZATIONS = ("per_clip", "standardize")
+#: A clip's last segment when shorter than the rest: ``drop`` it, or ``pad`` it to full length.
+LAST_SEGMENT_POLICIES = ("drop", "pad")
+#: With segments: a clip's label is the ``majority`` of its segments' labels (ties go to the
+#: higher mean probability) or the argmax of their ``mean`` probability.
+VOTES = ("majority", "mean")
+#: Top-level key naming the experiment a file builds on (a bundled name or a path).
+EXTENDS_KEY = "extends"
 #: Keys of a ``[model.<name>]`` table that configure training; every other key is a hyperparameter.
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
 #: The bundled experiment files. They live inside the package so that a non-editable install
@@ -70,8 +91,8 @@ class DataConfig(_Section):
 class FeaturesConfig(_Section):
     """How a clip becomes the network's input spectrogram."""
 
-    #: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power.
-    representation: Literal["stft", "logmel"] = "stft"
+    #: One of :data:`REPRESENTATIONS`.
+    representation: Literal[REPRESENTATIONS] = "stft"
     n_fft: PositiveInt = 2048
     hop_length: PositiveInt = 512
     n_mels: PositiveInt = 128
@@ -85,12 +106,11 @@ class FeaturesConfig(_Section):
     segment_seconds: PositiveFloat | None = None
     #: Step between segment starts (default: ``segment_seconds``, no overlap).
     segment_hop_seconds: PositiveFloat | None = None
-    #: A clip's last segment when shorter than the rest: ``drop`` it, or ``pad`` it to full length.
-    #: A clip shorter than one segment always gives one padded segment.
-    last_segment: Literal["drop", "pad"] = "drop"
-    #: ``per_clip``: each clip's dB spectrogram scaled to [0, 1] (the study); ``standardize``:
-    #: per-frequency-bin mean and standard deviation, fitted on the training split only.
-    normalize: Literal["per_clip", "standardize"] = "per_clip"
+    #: One of :data:`LAST_SEGMENT_POLICIES`. A clip shorter than one segment always gives one
+    #: padded segment.
+    last_segment: Literal[LAST_SEGMENT_POLICIES] = "drop"
+    #: One of :data:`NORMALIZATIONS`.
+    normalize: Literal[NORMALIZATIONS] = "per_clip"
 
     @model_validator(mode="after")
     def _check_segments(self):
@@ -119,9 +139,8 @@ class SplitConfig(_Section):
 class EvaluateConfig(_Section):
     """How test predictions are scored."""
 
-    #: With segments: a clip's label is the ``majority`` of its segments' labels (ties go to the
-    #: higher mean probability) or the argmax of their ``mean`` probability.
-    vote: Literal["majority", "mean"] = "mean"
+    #: One of :data:`VOTES`.
+    vote: Literal[VOTES] = "mean"
 
 
 class TrainConfig(_Section):
@@ -242,10 +261,6 @@ class ExperimentConfig(_Section):
         return dict(_flatten(self.model_dump(mode="json")))
 
 
-# The study's own per-model setting: cnn2d trained for 50 epochs, the others for 100.
-_BASE: dict[str, Any] = {"model": {"cnn2d": {"epochs": 50}}}
-
-
 def load_experiment(
     path: str | Path,
     overrides: Iterable[str] = (),
@@ -258,27 +273,57 @@ def load_experiment(
     """Load and validate an experiment file, applying ``--set`` overrides and CLI flags.
 
     ``path`` may also be the bare name of a file in ``experiments/`` (``smoke``). Every user
-    mistake is a :class:`BenchmarkError` naming the file and the dotted key. ``split_dir``
+    mistake is a :class:`BenchmarkError` naming the file and the dotted key (``--set`` mistakes
+    name ``--set``). ``split_dir``
     chooses the ``files`` protocol with that folder's lists. ``check_models=False`` skips
     checking model names and hyperparameters, which imports Keras: for verbs that never train.
     """
     path = resolve_experiment_path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise BenchmarkError(f"{path}: not valid TOML: {error}") from None
-    merged = _deep_merge(copy.deepcopy(_BASE), raw)
-    merged.setdefault("name", path.stem)
-    for override in overrides:
-        _apply_override(merged, override)
+    merged = read_experiment(path)
+    origin = str(path)
+    if overrides:
+        # Validated once with the file's values, so a mistake in the file still names the file.
+        validate_experiment(merged, origin=origin, check_models=False)
+        for override in overrides:
+            _apply_override(merged, override)
+        origin = f"{path} with --set {' --set '.join(overrides)}"
     if data_dir is not None:
         merged.setdefault("data", {}).update(source="directory", directory=str(data_dir))
     if split_dir is not None:
         merged.setdefault("split", {}).update(protocol="files", split_dir=str(split_dir))
     if seeds is not None:
         merged.setdefault("run", {})["seeds"] = list(seeds)
-    return validate_experiment(merged, origin=str(path), check_models=check_models)
+    return validate_experiment(merged, origin=origin, check_models=check_models)
+
+
+def read_experiment(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """An experiment file's raw values merged key by key over those of the file it ``extends``.
+
+    ``name`` defaults to the file's stem and ``description`` to empty: neither is inherited.
+    """
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise BenchmarkError(f"{path}: not valid TOML: {error}") from None
+    except OSError as error:
+        raise BenchmarkError(f"cannot read experiment file {path}: {error.strerror}") from None
+    parent = raw.pop(EXTENDS_KEY, None)
+    merged: dict[str, Any] = {}
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise BenchmarkError(f"{path}: {EXTENDS_KEY} must be an experiment name or path, got {parent!r}")
+        # A relative path is relative to the file that names it; a bare name may be bundled.
+        nearby = path.parent / parent
+        parent_path = resolve_experiment_path(nearby if nearby.is_file() else parent)
+        if parent_path.resolve() in (*_seen, path.resolve()):
+            raise BenchmarkError(f"{path}: {EXTENDS_KEY} = {parent!r} makes a cycle")
+        merged = read_experiment(parent_path, (*_seen, path.resolve()))
+        merged.pop("name", None)
+        merged.pop("description", None)
+    _deep_merge(merged, raw)
+    merged.setdefault("name", path.stem)
+    return merged
 
 
 def validate_experiment(
@@ -352,6 +397,8 @@ def _apply_override(merged: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise BenchmarkError(f"--set expects section.key=value, got {override!r}")
+    if key.strip() == EXTENDS_KEY:
+        raise BenchmarkError(f"--set cannot change {EXTENDS_KEY}: pass another --experiment")
     value = _parse_value(text.strip())
     *parents, leaf = key.strip().split(".")
     node = merged

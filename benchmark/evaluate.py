@@ -1,4 +1,4 @@
-"""Scoring a fitted network on held-out clips with scikit-learn's metrics.
+"""Scoring a fitted estimator on held-out clips with scikit-learn's metrics.
 
 Where the network sees segments, a clip's label comes from voting over its segments
 (:func:`aggregate_clips`): the headline metrics (``accuracy``, ``macro_f1``, per class, the
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-VOTES = ("majority", "mean")
+from benchmark.config import VOTES
+
 
 
 @dataclass
@@ -35,21 +36,22 @@ class Evaluation:
 
 
 def evaluate_model(
-    model: Any, x: np.ndarray, y: np.ndarray, class_names: Sequence[str], *,
+    estimator: Any, x: np.ndarray, y: np.ndarray, class_names: Sequence[str], *,
     clips: np.ndarray | None = None, vote: str = "mean", batch_size: int = 32,
 ) -> Evaluation:
     """Accuracy, macro F1, per-class precision/recall/F1, confusion matrix and inference time.
 
-    ``x``/``y`` are network inputs and their labels; ``clips`` gives each input's clip id
+    ``estimator`` follows :class:`benchmark.models.Estimator` (only ``predict_proba`` is used).
+    ``x``/``y`` are model inputs and their labels; ``clips`` gives each input's clip id
     (segments of one clip share it), None where every input is a whole clip. Inference time is
     measured after one warm-up batch, so it excludes graph tracing and compilation, and is
     reported per clip over the whole set.
     """
     if vote not in VOTES:  # before the (slow) predictions below
         raise ValueError(f"unknown vote {vote!r} ({', '.join(VOTES)})")
-    model.predict(x[:batch_size], batch_size=batch_size, verbose=0)
+    estimator.predict_proba(x[:batch_size], batch_size=batch_size)
     started = time.perf_counter()
-    probabilities = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+    probabilities = estimator.predict_proba(x, batch_size=batch_size)
     seconds = time.perf_counter() - started
     if clips is None:
         clips = np.arange(len(x))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 CACHE_ENV = "GENRE_BENCHMARK_CACHE"
@@ -23,3 +24,8 @@ def cache_root() -> Path:
 def mlruns_dir() -> Path:
     """The local tracking store: ``mlruns/`` in the working directory."""
     return Path.cwd() / "mlruns"
+
+
+def slug(name: str, fallback: str = "experiment") -> str:
+    """``name`` as a file-name-safe slug (letters, digits and ``_.-``; other runs become ``-``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or fallback

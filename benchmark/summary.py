@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import asdict
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+if TYPE_CHECKING:
+    from benchmark.runner import BatchResult, RunSummary
 
-def summary_table(rows: list[dict]):
+
+def summary_table(rows: list[RunSummary]):
     """A pandas DataFrame with one row per (model, seed[, fold]) run."""
     import pandas as pd
 
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame([asdict(row) for row in rows])
     folds = ["fold"] if "fold" in table and table["fold"].notna().any() else []
     return table[["model", "seed", *folds, "test_accuracy", "macro_f1", "parameters", "train_seconds"]]
 
@@ -38,9 +43,9 @@ def seed_spread(table):
     return result
 
 
-def print_summary(outcome: dict, *, experiment_name: str) -> None:
+def print_summary(outcome: BatchResult, *, experiment_name: str) -> None:
     """Print the per-run table, per-model mean/std when several seeds ran, and the UI command."""
-    table = summary_table(outcome["runs"])
+    table = summary_table(outcome.runs)
     formatters = {
         "test_accuracy": "{:.4f}".format,
         "macro_f1": "{:.4f}".format,
@@ -48,7 +53,7 @@ def print_summary(outcome: dict, *, experiment_name: str) -> None:
         "train_seconds": "{:.1f}".format,
     }
     print()
-    print(f"experiment {experiment_name!r}, batch {outcome['batch_id']}")
+    print(f"experiment {experiment_name!r}, batch {outcome.batch_id}")
     print(table.to_string(index=False, formatters=formatters))
     if table.groupby("model").size().max() > 1:
         print()
@@ -56,9 +61,9 @@ def print_summary(outcome: dict, *, experiment_name: str) -> None:
         print(f"over {over} (mean ± standard deviation, 95% confidence interval of the mean):")
         print(seed_spread(table).to_string(index=False))
     print()
-    uri = outcome["tracking_uri"]
+    uri = outcome.tracking_uri
     if urlparse(uri).scheme in ("http", "https"):
-        print(f"results: {uri}/#/experiments/{outcome['experiment_id']}")
+        print(f"results: {uri}/#/experiments/{outcome.experiment_id}")
     else:
         print("results: python -m benchmark ui   (or: mlflow ui --backend-store-uri "
               f"{shlex.quote(uri)} --host 127.0.0.1)")

@@ -1,27 +1,34 @@
-"""Everything MLflow-specific: where runs go, what identifies them, how they are logged.
+"""Everything MLflow-specific for runs: where they go, what identifies them, how they are logged.
 
-The rest of the harness returns plain values and writes plain files; this module turns them
-into MLflow experiments, runs, params, metrics, artifacts and logged models.
+The rest of the harness returns plain values (:class:`benchmark.unit.RunResult`) and writes
+plain files (:mod:`benchmark.artifacts`); this module turns them into MLflow experiments, runs,
+params, metrics, dataset inputs, artifacts and logged models, and finds them again: what a
+training run is, and which batch is the latest, are defined here once. Layering is one way:
+:mod:`benchmark.serving` and :mod:`benchmark.report` use this module, and it imports neither.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 import os
-import platform
 import re
-import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from benchmark.errors import BenchmarkError
-from benchmark.paths import mlruns_dir
+from benchmark.paths import mlruns_dir, slug
+from benchmark.provenance import pinned_requirements
+
+if TYPE_CHECKING:
+    from benchmark.config import ExperimentConfig
+    from benchmark.unit import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +37,8 @@ DATABASE_NAME = "mlflow.db"
 TRAINING_RUN = "train"
 #: MLflow search filter for training runs, which reports and promotion read.
 TRAINING_RUNS_FILTER = f"tags.run_kind = '{TRAINING_RUN}'"
-#: Packages whose versions every run records, so a result can be repeated a year later.
-RECORDED_PACKAGES = (
-    "keras", "tensorflow", "jax", "jaxlib", "torch", "numpy", "librosa", "soundfile",
-    "scikit-learn", "pandas", "mlflow", "optuna",
-)
-_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The form of a ``batch_id`` (``new_batch_id``), checked before it goes into a search filter.
+_BATCH_ID = re.compile(r"[\w.-]+")
 
 
 def default_tracking_uri() -> str:
@@ -125,47 +128,12 @@ def _artifact_location(name: str, uri: str) -> str | None:
     if urlparse(uri).scheme != "sqlite":
         return None  # A server or other store decides where artifacts live.
     store = Path(uri.removeprefix("sqlite:///")).resolve().parent
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "experiment"
-    return (store / "artifacts" / slug).as_uri()
+    return (store / "artifacts" / slug(name)).as_uri()
 
 
 def new_batch_id() -> str:
     """An id shared by every run of one invocation: sortable by time, unique by suffix."""
     return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-
-
-def provenance_tags() -> dict[str, str]:
-    """Keras backend, git commit, Python and package versions, as run tags."""
-    import keras
-
-    tags = {
-        "keras_backend": keras.backend.backend(),
-        "git_commit": git_commit(),
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-    }
-    for package in RECORDED_PACKAGES:
-        try:
-            tags[f"version.{package}"] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return tags
-
-
-def git_commit() -> str:
-    """The project's commit, with ``-dirty`` if the work tree has changes; ``unknown`` outside git."""
-    try:
-        commit = _git("rev-parse", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return f"{commit}-dirty" if dirty else commit
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=_PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10
-    ).stdout.strip()
 
 
 @contextmanager
@@ -242,50 +210,168 @@ def epoch_logger():
     return mlflow.keras.MlflowCallback(log_every_epoch=True)
 
 
-def log_keras_model(model, example_input, example_output) -> str:
-    """Log the trained network with ``mlflow.keras`` and an explicit signature; returns its URI.
+def log_run(result: RunResult, config: ExperimentConfig) -> dict[str, str]:
+    """Log a fitted and scored run into the active run: metrics, artifacts and both models.
 
-    The signature comes from :func:`mlflow.models.infer_signature` rather than an input example:
-    MLflow 3.17 fails writing ``input_example.json`` for 3-D arrays. Requirements are given, not
-    inferred, because inference reloads the model in a subprocess (slow, and fragile offline).
+    Returns the URIs of the logged models, which are also the run's ``model_uri`` and
+    ``audio_model_uri`` tags.
     """
-    import mlflow.keras
+    from benchmark.artifacts import write_run_artifacts
+
+    log_metrics(result.metrics)
+    with tempfile.TemporaryDirectory(prefix="benchmark-run-") as folder:
+        write_run_artifacts(Path(folder), result, config)
+        log_artifacts(Path(folder))
+    example = result.example_inputs()
+    return {
+        "model_uri": log_native_model(result.estimator, example, result.estimator.predict_proba(example)),
+        "audio_model_uri": log_audio_model(result.estimator, result.preprocessing, result.prepared.class_names),
+    }
+
+
+def log_native_model(estimator, example_input, example_output) -> str:
+    """Log the fitted model with its own MLflow flavour and an explicit signature; returns its URI.
+
+    The flavour is the estimator's (``mlflow.keras`` for a network). The signature comes from
+    :func:`mlflow.models.infer_signature` rather than an input example: MLflow 3.17 fails
+    writing ``input_example.json`` for 3-D arrays. Requirements are given, not inferred, because
+    inference reloads the model in a subprocess (slow, and fragile offline).
+    """
+    import importlib
+
     from mlflow.models import infer_signature
 
-    signature = infer_signature(example_input, example_output)
-    info = mlflow.keras.log_model(
-        model, name="model", signature=signature, pip_requirements=pinned_requirements("keras", "numpy")
+    flavor = importlib.import_module(f"mlflow.{estimator.flavor}")
+    signature = infer_signature(example_input, example_output.astype("float32"))
+    info = flavor.log_model(
+        estimator.native, name="model", signature=signature,
+        pip_requirements=pinned_requirements(*estimator.requirements, "numpy"),
     )
     # The run points at its model, so reports and `predict` can find it from the run alone.
-    mlflow.set_tag("model_uri", info.model_uri)
+    set_tags({"model_uri": info.model_uri})
     return info.model_uri
 
 
-def log_audio_model(network, preprocessing: dict, class_names) -> str:
-    """Log the audio-in pyfunc model of the trained network; returns its URI.
+def log_audio_model(estimator, preprocessing: dict, class_names) -> str:
+    """Log the audio-in pyfunc model of the fitted estimator; returns its URI.
 
-    It bundles the network, its ``preprocessing.json`` (feature parameters, normalisation,
-    segmenting and vote) and the class names
-    (:mod:`benchmark.serving.audio_model`), so it labels audio files with no access to the
-    training data. The run's ``audio_model_uri`` tag points at it, for ``promote`` to register.
+    It bundles the estimator, its ``preprocessing.json`` (feature parameters, normalisation,
+    segmenting and vote) and the class names (:mod:`benchmark.audio_model`), so it labels
+    audio files with no access to the training data. The run's ``audio_model_uri`` tag points
+    at it, for ``promote`` to register.
     """
-    import tempfile
-
     import mlflow.pyfunc
 
-    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
+    from benchmark.audio_model import audio_model_arguments
 
     with tempfile.TemporaryDirectory(prefix="benchmark-audio-model-") as folder, quiet_mlflow():
-        arguments = audio_model_arguments(Path(folder), network, preprocessing, class_names)
+        arguments = audio_model_arguments(Path(folder), estimator, preprocessing, class_names)
         info = mlflow.pyfunc.log_model(name="audio_model", **arguments)
-    mlflow.set_tag("audio_model_uri", info.model_uri)
+    set_tags({"audio_model_uri": info.model_uri})
     return info.model_uri
 
 
-def pinned_requirements(*packages: str) -> list[str]:
-    """``name==version`` for ``packages`` and the running Keras backend: a logged model's pip
-    requirements, given rather than inferred (inference reloads the model in a subprocess)."""
-    import keras
+#: MLflow's dataset context for each split the run uses.
+_SPLIT_CONTEXTS = {"train": "training", "valid": "validation", "test": "test"}
 
-    backend = keras.backend.backend()  # its package has the same name: tensorflow, jax, torch
-    return [f"{name}=={importlib.metadata.version(name)}" for name in dict.fromkeys((*packages, backend))]
+
+def log_data_inputs(name: str, source: str, digest: str) -> None:
+    """Link the active run to its data, one input per split, for the MLflow UI's Dataset column.
+
+    Each is metadata only (MLflow stores no copy): named ``<name>/<split>`` after the source,
+    its digest the data fingerprint, its source the data folder or the synthetic recipe's
+    cache folder, its context ``training``, ``validation`` or ``test``. (MLflow keeps one
+    context per name and digest, hence a name per split.)
+    """
+    import warnings
+
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": all of them local
+        warnings.simplefilter("ignore", UserWarning)
+        where = resolve_dataset_source(Path(source).resolve().as_uri())
+    for split, context in _SPLIT_CONTEXTS.items():
+        mlflow.log_input(MetaDataset(where, name=f"{name}/{split}", digest=digest[:36]), context=context)
+
+
+@dataclass(frozen=True)
+class BatchRef:
+    """One batch of training runs: the MLflow experiment holding it and its ``batch_id``."""
+
+    experiment_name: str
+    experiment_id: str
+    batch_id: str
+
+
+def find_batch(experiment: str | None = None, batch_id: str | None = None) -> BatchRef:
+    """Batch ``batch_id`` (default: the latest) of ``experiment`` (default: wherever it is).
+
+    The latest batch is that of the most recently started training run; with no experiment
+    named, it is looked for in every experiment of the store, so ``run --experiment smoke``
+    followed by a bare ``report`` or ``promote`` finds the smoke batch. Needs a connected store.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if batch_id is not None and not _BATCH_ID.fullmatch(batch_id):
+        raise BenchmarkError(f"not a batch id: {batch_id!r} (`run` prints it, e.g. 20250101-120000-ab12cd)")
+    experiments = [item for item in client.search_experiments() if item.lifecycle_stage == "active"]
+    if experiment is not None:
+        chosen = [item for item in experiments if item.name == experiment]
+        if not chosen:
+            names = ", ".join(sorted(item.name for item in experiments)) or "none"
+            raise BenchmarkError(f"no MLflow experiment {experiment!r} (experiments there: {names})")
+        experiments = chosen
+    where = f"experiment {experiment!r}" if experiment else "this tracking store"
+    filter_string = TRAINING_RUNS_FILTER + (f" and tags.batch_id = '{batch_id}'" if batch_id else "")
+    runs = client.search_runs([item.experiment_id for item in experiments], filter_string=filter_string,
+                              order_by=["attributes.start_time DESC"], max_results=100) if experiments else []
+    run = next((run for run in runs if "batch_id" in run.data.tags), None)
+    if run is None and batch_id is None:
+        hint = f" --experiment {experiment}" if experiment else ""
+        raise BenchmarkError(f"{where} has no training runs: run `python -m benchmark run --all{hint}` first")
+    if run is None:
+        recent = ", ".join(recent_batches(client, [item.experiment_id for item in experiments])) or "none"
+        raise BenchmarkError(f"no runs of batch {batch_id!r} in {where} (recent batches: {recent})")
+    names = {item.experiment_id: item.name for item in experiments}
+    return BatchRef(names[run.info.experiment_id], run.info.experiment_id, run.data.tags["batch_id"])
+
+
+def recent_batches(client, experiment_ids: list[str], limit: int = 5) -> list[str]:
+    """The most recent batch ids among the training runs of ``experiment_ids``, newest first."""
+    if not experiment_ids:
+        return []
+    runs = client.search_runs(experiment_ids, filter_string=TRAINING_RUNS_FILTER,
+                              order_by=["attributes.start_time DESC"], max_results=200)
+    batches = dict.fromkeys(run.data.tags["batch_id"] for run in runs if "batch_id" in run.data.tags)
+    return list(batches)[:limit]
+
+
+def batch_runs_filter(batch_id: str, *, finished: bool = False) -> str:
+    """The MLflow search filter for the training runs of one batch (only FINISHED ones, if asked)."""
+    status = " and attributes.status = 'FINISHED'" if finished else ""
+    return f"{TRAINING_RUNS_FILTER} and tags.batch_id = '{batch_id}'{status}"
+
+
+@contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """No MLflow progress bars or INFO lines for the duration of the block.
+
+    Saving or loading a pyfunc copies each bundled file with a progress bar of its own: three
+    bars a run, which bury the harness's own progress lines and the ``predict`` bar.
+    """
+    variable = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved_variable, mlflow_logger = os.environ.get(variable), logging.getLogger("mlflow")
+    saved_level = mlflow_logger.level
+    os.environ[variable] = "false"
+    mlflow_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        mlflow_logger.setLevel(saved_level)
+        if saved_variable is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved_variable

@@ -21,9 +21,9 @@ PLANTED_NETWORK = "cnn2d"
 
 def smoke_params():
     """The smoke experiment's feature parameters (log-mel 48 x 64): small and fast."""
-    from benchmark.data.prepare import feature_params
+    from benchmark.data.features import FeatureParams
 
-    return feature_params(load_experiment("smoke"))
+    return FeatureParams.from_config(load_experiment("smoke"))
 
 
 def store_uri(folder: Path) -> str:
@@ -36,13 +36,13 @@ def plant_run(uri: str, *, batch_id: str, metrics: dict, seed: int = 0) -> str:
     import mlflow
 
     from benchmark import tracking
-    from benchmark.models import create_model
-    from benchmark.serving.preprocessing import preprocessing_config
+    from benchmark.models import create_estimator
+    from benchmark.data.preprocessing import preprocessing_config
 
     tracking.connect(uri)
     experiment_id = tracking.ensure_experiment(PLANTED_EXPERIMENT, uri)
     keras.utils.set_random_seed(seed)  # distinct, repeatable weights per planted run
-    network = create_model(PLANTED_NETWORK, smoke_params().shape, len(GTZAN_GENRES))
+    network = create_estimator(PLANTED_NETWORK, smoke_params().shape, len(GTZAN_GENRES))
     tags = {"run_kind": "train", "model": PLANTED_NETWORK, "seed": str(seed), "batch_id": batch_id,
             "experiment": PLANTED_EXPERIMENT}
     with tracking.tracked_run(experiment_id, f"{PLANTED_NETWORK}-seed{seed}", tags) as run_id:
@@ -53,7 +53,7 @@ def plant_run(uri: str, *, batch_id: str, metrics: dict, seed: int = 0) -> str:
 
 def plant_champion(folder: Path) -> dict:
     """A store in ``folder`` whose ``genre-classifier@champion`` is a planted run's audio model."""
-    from benchmark.serving.registry import promote
+    from benchmark.serving.promote import promote
 
     uri = store_uri(folder)
     run_id = plant_run(uri, batch_id="b1", metrics={"test_accuracy": 0.5})

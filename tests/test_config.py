@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from benchmark.config import PAPER_MODELS, list_experiments, load_experiment
-from benchmark.data.prepare import feature_params
+from benchmark.data.features import FeatureParams
 from benchmark.errors import BenchmarkError
 
 
@@ -15,17 +18,79 @@ def write_experiment(tmp_path, text: str):
     return path
 
 
-@pytest.mark.parametrize("name", ["default", "smoke", "paper", "kfold", "paper-filtered"])
+#: Each bundled experiment's effective configuration (every section, and per model its
+#: effective training settings and resolved hyperparameters) as it was before experiments
+#: could extend one another: the rewrite with ``extends`` must not change any of it.
+EFFECTIVE_EXPERIMENTS = json.loads((Path(__file__).parent / "data" / "effective_experiments.json").read_text())
+
+
+@pytest.mark.parametrize("name", sorted(list_experiments()))
 def test_bundled_experiments_load(name):
     config = load_experiment(name)
     assert config.name == name
     assert set(config.run.models) == set(PAPER_MODELS)
-    assert name in list_experiments()
+
+
+def test_every_bundled_experiment_is_covered_by_the_snapshot():
+    assert sorted(list_experiments()) == sorted(EFFECTIVE_EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", sorted(EFFECTIVE_EXPERIMENTS))
+def test_bundled_experiments_effective_config_is_unchanged(name):
+    from benchmark.unit import model_setup
+
+    config = load_experiment(name)
+    effective = config.model_dump(mode="json")
+    del effective["model"], effective["description"]
+    effective["effective_models"] = {
+        model: {"training": model_setup(config, model).training.model_dump(mode="json"),
+                "hyperparameters": json.loads(json.dumps(dict(model_setup(config, model).hyperparameters)))}
+        for model in config.run.models
+    }
+    assert effective == EFFECTIVE_EXPERIMENTS[name]
+
+
+def test_kfold_extends_default_and_states_only_its_differences():
+    import tomllib
+
+    from benchmark.config import EXPERIMENTS_DIR
+
+    kfold, default = (tomllib.loads((EXPERIMENTS_DIR / f"{name}.toml").read_text()) for name in ("kfold", "default"))
+    assert kfold.pop("extends") == "default"
+    for section, values in kfold.items():
+        if isinstance(values, dict):  # no key repeats what default.toml already says
+            assert not {key: value for key, value in values.items()
+                        if default.get(section, {}).get(key) == value}, section
+
+
+def test_extends_merges_key_by_key_and_never_inherits_name_or_description(tmp_path):
+    (tmp_path / "base.toml").write_text(
+        'name = "base"\ndescription = "the base"\n[train]\nepochs = 4\nbatch_size = 8\n'
+        '[model.cnn2d]\nfilters = [4, 4]\n')
+    child = write_experiment(tmp_path, 'extends = "base.toml"\n[train]\nepochs = 2\n'
+                                       '[model.cnn2d]\nkernel_size = 3\n')
+    config = load_experiment(child)
+    assert (config.name, config.description) == ("exp", "")
+    assert (config.train.epochs, config.train.batch_size) == (2, 8)
+    assert config.model_settings("cnn2d").hyperparameters == {"filters": (4, 4), "kernel_size": 3}
+
+
+def test_extends_takes_a_bundled_name_and_rejects_cycles_and_unknown_parents(tmp_path):
+    config = load_experiment(write_experiment(tmp_path, 'extends = "smoke"\n[train]\nepochs = 2\n'))
+    assert config.data.synth_clips_per_genre == 8 and config.train.epochs == 2
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(BenchmarkError, match="makes a cycle"):
+        load_experiment(tmp_path / "a.toml")
+    with pytest.raises(BenchmarkError, match="experiment file not found: nowhere"):
+        load_experiment(write_experiment(tmp_path, 'extends = "nowhere"\n'))
+    with pytest.raises(BenchmarkError, match="--set cannot change extends"):
+        load_experiment("smoke", ["extends=paper"])
 
 
 def test_paper_experiment_is_the_study_as_published():
     config = load_experiment("paper")
-    params = feature_params(config)
+    params = FeatureParams.from_config(config)
     assert params.shape == (1025, 1320)
     assert params.n_samples == 675_328
     assert config.training_for("fcnn").epochs == 100
@@ -39,8 +104,17 @@ def test_file_overrides_only_what_it_names(tmp_path):
     config = load_experiment(write_experiment(tmp_path, "[train]\nepochs = 3\n"))
     assert config.train.epochs == 3
     assert config.train.batch_size == 32
-    assert config.training_for("cnn2d").epochs == 50  # the study's per-model default stays
+    # No hidden per-model values: [train] applies to every model that does not set its own.
+    assert config.training_for("cnn2d").epochs == 3
     assert config.name == "exp"
+
+
+def test_a_models_own_training_value_wins_over_train_wherever_each_was_set():
+    config = load_experiment("paper", ["train.epochs=5"])
+    assert config.training_for("fcnn").epochs == 5
+    assert config.training_for("cnn2d").epochs == 50  # written in paper.toml's [model.cnn2d]
+    assert load_experiment("paper", ["model.cnn2d.epochs=5"]).training_for("cnn2d").epochs == 5
+    assert load_experiment("default", ["train.epochs=5"]).training_for("cnn2d").epochs == 5
 
 
 @pytest.mark.parametrize(
@@ -73,7 +147,7 @@ def test_set_overrides_parse_toml_values(tmp_path):
     assert config.model_settings("cnn1d").hyperparameters == {"filters": (4, 8, 16)}
     assert config.features.representation == "logmel"
     assert config.training_for("cnn2d").learning_rate == 1e-4
-    assert config.training_for("cnn2d").epochs == 50
+    assert config.training_for("cnn2d").epochs == 7
 
 
 @pytest.mark.parametrize(
@@ -85,6 +159,15 @@ def test_set_overrides_parse_toml_values(tmp_path):
 def test_bad_set_overrides(tmp_path, override, message):
     with pytest.raises(BenchmarkError, match=message):
         load_experiment(write_experiment(tmp_path, "[train]\nepochs = 2\n"), [override])
+
+
+def test_set_mistakes_name_set_and_file_mistakes_name_the_file(tmp_path):
+    with pytest.raises(BenchmarkError, match=r"with --set train.epochs=0: train.epochs"):
+        load_experiment("smoke", ["train.epochs=0"])
+    broken = write_experiment(tmp_path, "[train]\nepochs = 0\n")
+    with pytest.raises(BenchmarkError, match=r"exp.toml: train.epochs") as raised:
+        load_experiment(broken, ["train.batch_size=8"])
+    assert "--set" not in str(raised.value)
 
 
 def test_cli_flags_win(tmp_path):
@@ -101,7 +184,7 @@ def test_unknown_experiment_lists_the_bundled_ones():
 def test_flat_config_is_dotted_and_complete():
     flat = load_experiment("smoke").flat()
     assert flat["features.representation"] == "logmel"
-    assert flat["model.cnn2d.epochs"] == 1
+    assert flat["train.epochs"] == 1
     assert "split.seed" in flat and "train.learning_rate" in flat
 
 
@@ -111,7 +194,7 @@ def test_protocol_experiments_say_what_the_issue_asks():
     assert kfold.run.seeds == (0, 1, 2) and kfold.data.source == "synthetic"
     filtered = load_experiment("paper-filtered", data_dir="/data/genres", split_dir="/lists")
     assert (filtered.split.protocol, filtered.split.split_dir) == ("files", "/lists")
-    assert feature_params(filtered).shape == (1025, 1320)
+    assert FeatureParams.from_config(filtered).shape == (1025, 1320)
     assert load_experiment("paper").split.protocol == "paper"
 
 

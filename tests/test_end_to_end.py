@@ -47,9 +47,9 @@ def client_for(uri):
 
 
 def batch_runs(outcome):
-    client = client_for(outcome["tracking_uri"])
-    runs = client.search_runs([outcome["experiment_id"]],
-                              filter_string=f"tags.batch_id = '{outcome['batch_id']}'")
+    client = client_for(outcome.tracking_uri)
+    runs = client.search_runs([outcome.experiment_id],
+                              filter_string=f"tags.batch_id = '{outcome.batch_id}'")
     return client, {run.data.tags["model"]: run for run in runs}
 
 
@@ -57,7 +57,7 @@ def test_one_finished_run_per_model_with_identifying_tags(smoke_batch):
     outcome, folder = smoke_batch
     client, runs = batch_runs(outcome)
     assert set(runs) == {"fcnn", "cnn1d", "cnn2d", "crnn"}
-    assert client.get_experiment(outcome["experiment_id"]).name == "smoke"
+    assert client.get_experiment(outcome.experiment_id).name == "smoke"
     fingerprints = {run.data.tags["data_fingerprint"] for run in runs.values()}
     split_hashes = {run.data.tags["split_hash"] for run in runs.values()}
     assert len(fingerprints) == 1 and len(split_hashes) == 1
@@ -90,8 +90,8 @@ def test_config_hyperparameters_and_metrics_are_logged(smoke_batch):
         assert 0.0 <= metrics["test_macro_f1"] <= 1.0
         assert {f"test_f1_{genre}" for genre in GTZAN_GENRES} <= set(metrics)
         assert metrics["test_inference_ms_per_clip"] > 0
-        row = next(r for r in outcome["runs"] if r["model"] == model)
-        assert metrics["parameters"] == row["parameters"] > 0
+        row = next(r for r in outcome.runs if r.model == model)
+        assert metrics["parameters"] == row.parameters > 0
 
 
 def test_artifacts_agree_with_the_metrics(smoke_batch):
@@ -123,7 +123,7 @@ def test_logged_model_reloads_and_predicts_like_the_run(smoke_batch):
     client, runs = batch_runs(outcome)
     run = runs["cnn2d"]
     prepared = prepare_data(load_experiment("smoke"), progress=False)
-    x_test = prepared.fold().subset("test").x
+    x_test = prepared.split().subset("test").x
     model = mlflow.keras.load_model(run.data.tags["model_uri"])
     probabilities = model.predict(x_test.astype(np.float32), verbose=0)
     with open(client.download_artifacts(run.info.run_id, "predictions.csv")) as handle:
@@ -136,7 +136,7 @@ def test_same_seed_repeats_the_same_result(tmp_path):
 
     config = load_experiment("smoke", ["train.epochs=2"])
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first, second = (run_experiment(config, ["crnn"], tracking_uri=uri, progress=False)["runs"][0]
+    first, second = (run_experiment(config, ["crnn"], tracking_uri=uri, progress=False).runs[0]
                      for _ in range(2))
     assert first["test_accuracy"] == second["test_accuracy"]
     client = client_for(uri)
@@ -158,7 +158,7 @@ def test_undecodable_file_is_skipped_logged_and_counted(tmp_path, tone_tree):
     with open(client.download_artifacts(run.info.run_id, "skipped_files.csv")) as handle:
         skipped = list(csv.DictReader(handle))
     assert [row["relative_path"] for row in skipped] == ["jazz/jazz.00054.wav"]
-    assert outcome["tracking_uri"].startswith("sqlite:///") and (tmp_path / "mlruns" / "mlflow.db").exists()
+    assert outcome.tracking_uri.startswith("sqlite:///") and (tmp_path / "mlruns" / "mlflow.db").exists()
 
 
 def test_smoke_run_on_real_gtzan_excerpts(tmp_path, excerpts_dir):

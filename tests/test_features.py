@@ -59,7 +59,7 @@ def test_short_clip_is_zero_padded_at_the_end(excerpts_dir):
 def test_extraction_caches_as_float16_and_reuses_the_cache(tone_tree, tmp_path, monkeypatch):
     tracks = discover_tracks(tone_tree)
     first = extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
-    assert first.features.shape == (12, *SMALL_MEL.shape) and first.features.dtype == CACHE_DTYPE
+    assert first.inputs.shape == (12, *SMALL_MEL.shape) and first.inputs.dtype == CACHE_DTYPE
     assert first.from_cache == 0 and len(cache_entries(tmp_path / "c", SMALL_MEL)) == 12
 
     def must_not_compute(*args, **kwargs):
@@ -68,7 +68,7 @@ def test_extraction_caches_as_float16_and_reuses_the_cache(tone_tree, tmp_path, 
     monkeypatch.setattr(features_module, "compute_spectrogram", must_not_compute)
     second = extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
     assert second.from_cache == 12
-    np.testing.assert_array_equal(first.features, second.features)
+    np.testing.assert_array_equal(first.inputs, second.inputs)
     assert first.fingerprint == second.fingerprint
 
 
@@ -90,7 +90,7 @@ def test_truncated_cache_entry_is_recomputed_and_temp_files_ignored(tone_tree, t
     (entry.parent / ".tmp-leftover.part").write_bytes(b"partial")
     again = extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
     assert again.from_cache == 11
-    np.testing.assert_array_equal(reference.features, again.features)
+    np.testing.assert_array_equal(reference.inputs, again.inputs)
     assert np.load(entry).shape == SMALL_MEL.shape
 
 
@@ -98,7 +98,7 @@ def test_undecodable_file_is_skipped_and_listed(tone_tree, tmp_path):
     bad = tone_tree / "jazz" / "jazz.00054.wav"
     bad.write_bytes(b"RIFF....not really a wave file")
     result = extract_features(discover_tracks(tone_tree), SMALL_MEL, tmp_path / "c", workers=1, progress=False)
-    assert len(result.tracks) == 12 and result.features.shape[0] == 12
+    assert len(result.tracks) == 12 and result.inputs.shape[0] == 12
     assert [item.relative_path for item in result.skipped] == ["jazz/jazz.00054.wav"]
     assert "cannot decode" in result.skipped[0].reason
 
@@ -107,7 +107,7 @@ def test_parallel_extraction_equals_serial(tone_tree, tmp_path):
     tracks = discover_tracks(tone_tree)
     serial = extract_features(tracks, SMALL_STFT, tmp_path / "serial", workers=1, progress=False)
     parallel = extract_features(tracks, SMALL_STFT, tmp_path / "parallel", workers=2, progress=False)
-    np.testing.assert_array_equal(serial.features, parallel.features)
+    np.testing.assert_array_equal(serial.inputs, parallel.inputs)
     assert [t.relative_path for t in serial.tracks] == [t.relative_path for t in parallel.tracks]
 
 

@@ -25,9 +25,9 @@ KFOLD_SMOKE = ['split.protocol="kfold"', "split.folds=3", "features.segment_seco
 def runs_of(outcome) -> pd.DataFrame:
     import mlflow
 
-    mlflow.set_tracking_uri(outcome["tracking_uri"])
-    return mlflow.search_runs([outcome["experiment_id"]], filter_string=(
-        f"tags.batch_id = '{outcome['batch_id']}' and tags.run_kind = 'train'"))
+    mlflow.set_tracking_uri(outcome.tracking_uri)
+    return mlflow.search_runs([outcome.experiment_id], filter_string=(
+        f"tags.batch_id = '{outcome.batch_id}' and tags.run_kind = 'train'"))
 
 
 def artifact_json(uri: str, run_id: str, name: str) -> dict:
@@ -61,7 +61,7 @@ def test_kfold_batch_has_one_run_per_seed_and_fold_with_disjoint_test_folds(kfol
     assert runs["tags.split_hash"].nunique() == 3  # one split per fold, shared by the seeds
     tests = {}
     for _, run in runs.iterrows():
-        split = artifact_json(outcome["tracking_uri"], run["run_id"], "split.json")
+        split = artifact_json(outcome.tracking_uri, run["run_id"], "split.json")
         assert split["membership_hash"] == run["tags.split_hash"]
         assert split["fold"] == int(run["tags.fold"])
         members = {name: set(split["members"][name]) for name in ("train", "valid", "test")}
@@ -81,7 +81,7 @@ def test_kfold_aggregate_equals_the_runs_in_mlflow(kfold_batch):
     _, outcome, _ = kfold_batch
     accuracies = runs_of(outcome)["metrics.test_accuracy"].to_numpy()
     assert len(accuracies) == 6
-    spread = seed_spread(summary_table(outcome["runs"])).set_index("model").loc["cnn2d"]
+    spread = seed_spread(summary_table(outcome.runs)).set_index("model").loc["cnn2d"]
     assert spread["runs"] == 6
     assert spread["test_accuracy"] == f"{accuracies.mean():.4f} ± {accuracies.std(ddof=1):.4f}"
     low, high = stats.t.interval(0.95, df=5, loc=accuracies.mean(), scale=stats.sem(accuracies))
@@ -93,8 +93,8 @@ def test_kfold_report_aggregates_over_folds_and_seeds(kfold_batch):
     from benchmark.report import write_report
 
     _, outcome, folder = kfold_batch
-    report = write_report("smoke", batch=outcome["batch_id"], out=folder / "report",
-                          tracking_uri=outcome["tracking_uri"])
+    report = write_report("smoke", batch=outcome.batch_id, out=folder / "report",
+                          tracking_uri=outcome.tracking_uri)
     summary = pd.read_csv(report.folder / "summary.csv").set_index("model")
     accuracies = runs_of(outcome)["metrics.test_accuracy"]
     assert summary.loc["cnn2d", "runs"] == 6
@@ -117,11 +117,11 @@ def test_segment_runs_log_clip_and_segment_metrics_and_vote_per_clip(kfold_batch
     # The smoke clips are capped at 64 frames (1.5 s): two 22-frame (0.5 s) segments each, the
     # partial third one dropped.
     assert int(run["params.inputs.test"]) == 2 * int(run["params.tracks.test"])
-    path = MlflowClient(outcome["tracking_uri"]).download_artifacts(run["run_id"], "predictions.csv")
+    path = MlflowClient(outcome.tracking_uri).download_artifacts(run["run_id"], "predictions.csv")
     with open(path) as handle:
         predictions = list(csv.DictReader(handle))
     assert len(predictions) == int(run["params.tracks.test"])  # one row per clip, not per segment
-    confusion = artifact_json(outcome["tracking_uri"], run["run_id"], "confusion_matrix.json")
+    confusion = artifact_json(outcome.tracking_uri, run["run_id"], "confusion_matrix.json")
     assert np.sum(confusion["counts"]) == len(predictions)
 
 
@@ -134,14 +134,14 @@ def test_standardisation_statistics_come_from_the_fold_training_inputs(kfold_bat
     prepared = prepare_data(config, progress=False)
     runs = runs_of(outcome)
     for fold in range(3):
-        data = prepared.fold(fold)
+        data = prepared.split(fold)
         run_id = runs[runs["tags.fold"] == str(fold)]["run_id"].iloc[0]
-        logged = artifact_json(outcome["tracking_uri"], run_id, "preprocessing.json")
+        logged = artifact_json(outcome.tracking_uri, run_id, "preprocessing.json")
         assert logged["normalisation"]["mode"] == "standardize"
         assert logged["segmenting"] == {"mode": "segments", "frames": prepared.segmenting.frames,
                                         "hop_frames": prepared.segmenting.hop_frames, "last": "drop",
                                         "vote": "majority"}
-        raw_train = prepared.features.features[prepared.features.rows_of(data.split.train)].astype(np.float64)
+        raw_train = prepared.features.inputs[prepared.features.rows_of(data.split.train)].astype(np.float64)
         np.testing.assert_allclose(logged["normalisation"]["mean"], raw_train.mean(axis=(0, 2)), rtol=1e-6)
         np.testing.assert_allclose(logged["normalisation"]["std"], raw_train.std(axis=(0, 2)), rtol=1e-5)
 
@@ -156,10 +156,10 @@ def test_standardizer_never_sees_validation_or_test_inputs(tone_tree, tmp_path):
     prepared = prepare_data(config, progress=False)
     split = prepared.plan.splits[0]
     held_out = prepared.features.rows_of(np.concatenate([split.valid, split.test]))
-    prepared.features.features[held_out] += np.float16(500.0)
-    data = prepared.fold(0)
+    prepared.features.inputs[held_out] += np.float16(500.0)
+    data = prepared.split(0)
     train_rows = prepared.features.rows_of(split.train)
-    raw_train = prepared.features.features[train_rows].astype(np.float64)
+    raw_train = prepared.features.inputs[train_rows].astype(np.float64)
     np.testing.assert_allclose(data.standardizer.mean, raw_train.mean(axis=(0, 2)), rtol=1e-6)
     assert data.standardizer.mean.max() < 1.0  # dB values sit at or below 0; +500 would show
     np.testing.assert_allclose(data.subset("train").x.astype(np.float64).mean(), 0.0, atol=0.05)
@@ -174,7 +174,7 @@ def test_files_protocol_on_gtzan_shaped_data_uses_the_artist_filtered_lists(tmp_
     config = load_experiment("smoke", ["data.synth_clips_per_genre=100", "data.synth_seconds=0.5",
                                        "features.frames=16"], split_dir=ARTIST_FILTERED)
     prepared = prepare_data(config, progress=False)
-    data = prepared.fold()
+    data = prepared.split()
     assert [len(data.split.indices(name)) for name in ("train", "valid", "test")] == [443, 197, 290]
     assert (len(prepared.plan.unlisted), prepared.plan.missing) == (70, [])
     summary = prepared.split_summary(data)
@@ -201,7 +201,7 @@ def test_duplicates_that_cross_splits_are_found_from_the_verify_manifest(tone_tr
     assert [item.members for item in prepared.cross_split_duplicates] == [
         [("jazz/jazz.00000.wav", "train"), ("jazz/jazz.00009.wav", "test")]]
     assert "duplicate audio in different splits" in caplog.text
-    assert prepared.split_summary(prepared.fold())["duplicates_across_splits"] == [
+    assert prepared.split_summary(prepared.split())["duplicates_across_splits"] == [
         {"fold": None, "members": [("jazz/jazz.00000.wav", "train"), ("jazz/jazz.00009.wav", "test")]}]
 
 

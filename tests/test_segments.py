@@ -160,7 +160,7 @@ def test_extraction_by_segment_indexes_clips_and_shares_the_cache(tone_tree, tmp
     segmenting = Segmenting(20, 20, "drop")
     first = extract_features(tracks, TINY_MEL, cache, segmenting=segmenting, workers=1, progress=False)
     assert first.from_cache == 0 and len(first.tracks) == len(tracks) == 12
-    assert first.features.shape[1:] == (16, 20) and first.features.dtype == CACHE_DTYPE
+    assert first.inputs.shape[1:] == (16, 20) and first.inputs.dtype == CACHE_DTYPE
 
     for clip, track in enumerate(first.tracks):
         spectrogram = compute_spectrogram(load_audio(track.path, TINY_MEL.sample_rate), TINY_MEL)
@@ -170,7 +170,7 @@ def test_extraction_by_segment_indexes_clips_and_shares_the_cache(tone_tree, tmp
         assert (first.clip_index[rows] == clip).all()
         expected = network_inputs(spectrogram.astype(CACHE_DTYPE).astype(np.float32), TINY_MEL,
                                   segmenting=segmenting).astype(CACHE_DTYPE)
-        np.testing.assert_array_equal(first.features[rows], expected)
+        np.testing.assert_array_equal(first.inputs[rows], expected)
     # clip_index is non-decreasing: each clip's rows form one block, in track order.
     assert (np.diff(first.clip_index) >= 0).all()
     assert sorted(set(first.clip_index.tolist())) == list(range(12))
@@ -184,7 +184,7 @@ def test_extraction_by_segment_indexes_clips_and_shares_the_cache(tone_tree, tmp
     other = Segmenting(30, 15, "pad")
     second = extract_features(tracks, TINY_MEL, cache, segmenting=other, workers=1, progress=False)
     assert second.from_cache == len(tracks)
-    assert second.features.shape[1:] == (16, 30)
+    assert second.inputs.shape[1:] == (16, 30)
     per_clip = np.bincount(second.clip_index, minlength=12)
     assert per_clip.tolist() == [len(other.starts(80))] * 12
     assert first.fingerprint == second.fingerprint
@@ -231,13 +231,12 @@ def test_unknown_vote_is_an_error():
 
 
 class FixedModel:
-    """Looks up each input's probabilities by the row number stored in it."""
+    """An estimator that looks up each input's probabilities by the row number stored in it."""
 
     def __init__(self, probabilities):
         self.probabilities = np.asarray(probabilities, dtype=np.float64)
 
-    def predict(self, x, batch_size=32, verbose=0):
-        assert verbose == 0
+    def predict_proba(self, x, *, batch_size=32):
         return self.probabilities[np.asarray(x)[:, 0].astype(int)]
 
 

@@ -89,7 +89,7 @@ def test_nothing_to_label_is_a_user_error(tmp_path):
 
 
 def test_failed_rows_are_null_so_the_rest_answer_is_valid_json():
-    from benchmark.serving.audio_model import result_frame
+    from benchmark.audio_model import result_frame
 
     outputs = result_frame(np.array([[0.2, 0.8], [np.nan, np.nan]]), [None, "bad row"], ["jazz", "rock"])
     records = json.loads(json.dumps(outputs.to_dict("records"), allow_nan=False))
@@ -100,7 +100,7 @@ def test_failed_rows_are_null_so_the_rest_answer_is_valid_json():
 
 
 def test_top_k_rows_rank_each_file_and_keep_the_errors():
-    from benchmark.serving.audio_model import result_frame
+    from benchmark.audio_model import result_frame
     from benchmark.serving.predict import render, top_k_table
 
     outputs = result_frame(np.array([[0.1, 0.6, 0.3], [np.nan] * 3]), [None, "empty file: b.wav"],
@@ -127,7 +127,7 @@ def test_top_k_rows_rank_each_file_and_keep_the_errors():
 
 
 def test_preprocessing_config_round_trips_and_refuses_what_it_cannot_apply():
-    from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
+    from benchmark.data.preprocessing import Preprocessing, preprocessing_config
 
     def feature_params_from(config):
         return Preprocessing.from_config(config).params
@@ -151,7 +151,7 @@ def test_preprocessing_config_round_trips_and_refuses_what_it_cannot_apply():
     ("test_inference_ms_per_clip", True), ("train_seconds", True), ("parameters", True),
 ])
 def test_metric_direction(metric, lower):
-    from benchmark.serving.registry import lower_is_better
+    from benchmark.serving.promote import lower_is_better
 
     assert lower_is_better(metric) is lower
 
@@ -169,7 +169,7 @@ def test_promote_moves_the_champion_alias_to_the_better_run(tmp_path):
     from mlflow import MlflowClient
 
     from benchmark import tracking
-    from benchmark.serving.registry import promote
+    from benchmark.serving.promote import promote
 
     uri = store_uri(tmp_path)
     older = plant_run(uri, batch_id="batch-old",
@@ -206,7 +206,7 @@ def test_promote_moves_the_champion_alias_to_the_better_run(tmp_path):
 
 
 def test_promote_mistakes_are_one_clear_error(tmp_path):
-    from benchmark.serving.registry import promote
+    from benchmark.serving.promote import promote
 
     assert_user_error(run_cli("promote", cwd=tmp_path), "no tracking store")
     assert not (tmp_path / "mlruns").exists()  # a reading command leaves no empty store behind
@@ -216,7 +216,7 @@ def test_promote_mistakes_are_one_clear_error(tmp_path):
         promote("nope", tracking_uri=uri)
     with pytest.raises(BenchmarkError, match="metric 'val_f2'"):
         promote(PLANTED_EXPERIMENT, metric="val_f2", tracking_uri=uri)
-    with pytest.raises(BenchmarkError, match="no finished run with an audio model"):
+    with pytest.raises(BenchmarkError, match="no runs of batch 'b404'.*recent batches: b1"):
         promote(PLANTED_EXPERIMENT, batch_id="b404", tracking_uri=uri)
 
 
@@ -339,12 +339,12 @@ def round_trip(model_uri: str, tracking_uri: str, rows: list[dict], tmp_path: Pa
 def test_every_training_run_logs_an_audio_model_bundle(trained_batch):
     import mlflow
 
-    from benchmark.serving.preprocessing import Preprocessing
+    from benchmark.data.preprocessing import Preprocessing
 
     outcome, _ = trained_batch
     client, runs = batch_runs(outcome)
     assert set(runs) == {"cnn2d", "crnn"}
-    mlflow.set_tracking_uri(outcome["tracking_uri"])
+    mlflow.set_tracking_uri(outcome.tracking_uri)
     for run in runs.values():
         bundle = Path(mlflow.artifacts.download_artifacts(run.data.tags["audio_model_uri"]))
         config = json.loads((bundle / "artifacts" / "preprocessing.json").read_text())
@@ -364,7 +364,7 @@ def test_pyfunc_in_a_fresh_process_predicts_like_the_keras_network_on_real_music
     # One clip a genre, 15 to 20 s: far longer than the 1.5 s the network was trained on.
     paths = sorted(excerpts_dir.glob("*/*.00007.wav"))
     assert len(paths) == 10
-    outputs, package = round_trip(run.data.tags["audio_model_uri"], outcome["tracking_uri"],
+    outputs, package = round_trip(run.data.tags["audio_model_uri"], outcome.tracking_uri,
                                   [{"path": str(path)} for path in paths], tmp_path)
     assert f"code{os.sep}benchmark" in package  # the model's own copy of the code, not the checkout
     assert_predicts_like(outputs, keras_probabilities(run, paths), class_names_of(client, run))
@@ -384,7 +384,7 @@ def test_pyfunc_pads_short_clips_trims_long_ones_reads_base64_and_reports_bad_ro
     rows = [{"path": str(short)}, {"path": str(long)}, {"audio": b64(short)},
             {"path": str(tmp_path / "empty.wav")}, {"audio": "not base64!"},
             {"path": str(tmp_path / "gone.wav")}]
-    outputs, _ = round_trip(run.data.tags["audio_model_uri"], outcome["tracking_uri"], rows, tmp_path)
+    outputs, _ = round_trip(run.data.tags["audio_model_uri"], outcome.tracking_uri, rows, tmp_path)
     expected = keras_probabilities(run, [short, long, short])
     assert_predicts_like(outputs[:3], expected, class_names_of(client, run))
     errors = outputs[3:]
@@ -413,18 +413,18 @@ def stop_server(process: subprocess.Popen) -> None:
 def test_mlflow_models_serve_labels_base64_audio(trained_batch, tmp_path):
     import requests
 
-    from benchmark.serving.registry import promote
+    from benchmark.serving.promote import promote
 
     outcome, _ = trained_batch
     client, runs = batch_runs(outcome)
-    promotion = promote("smoke", tracking_uri=outcome["tracking_uri"])
+    promotion = promote("smoke", tracking_uri=outcome.tracking_uri)
     run = next(run for run in runs.values() if run.info.run_id == promotion.run_id)
     real = sorted(EXCERPTS.glob("*/*.wav"))
     clip = real[0] if real else write_clip(tmp_path / "clip.wav", seconds=3.0)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # `--env-manager local` runs uvicorn from PATH: this interpreter's environment.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": outcome["tracking_uri"],
+    env = {**os.environ, "MLFLOW_TRACKING_URI": outcome.tracking_uri,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = tmp_path / "serve.log"
     with log.open("w") as sink:
@@ -477,16 +477,17 @@ def test_audio_model_cuts_segments_standardises_and_votes_as_training_did(tmp_pa
     from benchmark.data.segments import Segmenting
     from benchmark.data.tracks import load_audio
     from benchmark.evaluate import aggregate_clips
-    from benchmark.models import create_model
-    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
-    from benchmark.serving.preprocessing import Preprocessing, preprocessing_config
+    from benchmark.audio_model import audio_model_arguments
+    from benchmark.data.preprocessing import Preprocessing, preprocessing_config
+    from benchmark.models import create_estimator
+    from benchmark.tracking import quiet_mlflow
 
     params = smoke_params()
     segmenting = Segmenting(frames=16, hop_frames=8, last="pad")
     rng = np.random.default_rng(0)
     standardizer = Standardizer(mean=rng.uniform(-60, -20, params.bins), std=rng.uniform(5, 15, params.bins))
     keras.utils.set_random_seed(0)
-    network = create_model("cnn2d", (params.bins, segmenting.frames), len(GTZAN_GENRES))
+    network = create_estimator("cnn2d", (params.bins, segmenting.frames), len(GTZAN_GENRES))
     config = preprocessing_config(params, segmenting=segmenting, normalisation=standardizer.to_dict(), vote=vote)
     clips = [write_clip(tmp_path / f"clip{index}.wav", seconds=seconds, frequency=300.0 + 200 * index)
              for index, seconds in enumerate((0.3, 1.0, 2.5))]
@@ -505,7 +506,7 @@ def test_audio_model_cuts_segments_standardises_and_votes_as_training_did(tmp_pa
         assert len(inputs) == len(segmenting.starts(min(1 + audio.size // params.hop_length, params.frames)))
         spectrogram_db = inputs * standardizer.std[:, None] + standardizer.mean[:, None]
         assert spectrogram_db.max() <= 1e-3  # standardised dB (ref = the clip's peak), not [0, 1]
-        probabilities = network.predict(inputs, verbose=0).astype(np.float64)
+        probabilities = network.native.predict(inputs, verbose=0).astype(np.float64)
         scores, label = aggregate_clips(probabilities, np.zeros(len(inputs), dtype=int), 1, vote)
         got = outputs.loc[row, [f"p_{name}" for name in GTZAN_GENRES]].to_numpy(dtype=np.float64)
         np.testing.assert_allclose(got, scores[0], atol=1e-5)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from benchmark.runner import BatchResult, RunSummary
 from benchmark.summary import print_summary, seed_spread, summary_table
 
 
-def rows():
+def rows(fold=None):
     return [
-        {"model": model, "seed": seed, "test_accuracy": accuracy, "macro_f1": accuracy - 0.1,
-         "parameters": 1234, "train_seconds": 2.0 + seed, "run_id": f"{model}{seed}"}
+        RunSummary(model=model, seed=seed, fold=fold, test_accuracy=accuracy, macro_f1=accuracy - 0.1,
+                   parameters=1234, train_seconds=2.0 + seed, run_id=f"{model}{seed}", model_uri="")
         for model, accuracies in (("cnn2d", [0.6, 0.7, 0.8]), ("fcnn", [0.4, 0.4, 0.4]))
         for seed, accuracy in enumerate(accuracies)
     ]
@@ -26,19 +29,17 @@ def test_spread_over_seeds_is_mean_and_sample_standard_deviation():
 
 
 def test_folds_are_a_column_and_the_spread_covers_folds_and_seeds(capsys):
-    folded = [row | {"fold": fold} for row in rows() for fold in (0, 1)]
+    folded = [replace(row, fold=fold) for row in rows() for fold in (0, 1)]
     table = summary_table(folded)
     assert list(table.columns[:3]) == ["model", "seed", "fold"]
     assert seed_spread(table).set_index("model").loc["cnn2d", "runs"] == 6
-    print_summary({"runs": folded, "batch_id": "b", "tracking_uri": "sqlite:///x", "experiment_id": "1"},
-                  experiment_name="kfold")
+    print_summary(BatchResult("b", "sqlite:///x", "1", "kfold", folded), experiment_name="kfold")
     assert "over folds and seeds" in capsys.readouterr().out
     assert "fold" not in summary_table(rows()).columns
 
 
 def test_printed_summary_names_batch_columns_and_how_to_open_results(capsys):
-    outcome = {"runs": rows(), "batch_id": "b1", "tracking_uri": "sqlite:////x/mlruns/mlflow.db",
-               "experiment_id": "1"}
+    outcome = BatchResult("b1", "sqlite:////x/mlruns/mlflow.db", "1", "paper", rows())
     print_summary(outcome, experiment_name="default")
     out = capsys.readouterr().out
     assert "batch b1" in out

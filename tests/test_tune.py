@@ -90,7 +90,7 @@ def test_exported_experiment_retrains_the_winner_and_scores_test(tmp_path):
                             progress=False)
     from mlflow import MlflowClient
 
-    run = MlflowClient(result["tracking_uri"]).get_run(result["runs"][0]["run_id"])
+    run = MlflowClient(result.tracking_uri).get_run(result.runs[0]["run_id"])
     assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
     assert run.data.params["hp.kernel_size"] == str(outcome.best_params["kernel_size"])
 

@@ -30,8 +30,9 @@ def add_tracking_option(parser) -> None:
 
 def add_batch_options(parser) -> None:
     """Which batch of training runs a verb reads: by experiment and batch id, or the latest."""
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="NAME",
-                        help="MLflow experiment: the experiment file's name (default: %(default)s)")
+    parser.add_argument("--experiment", metavar="NAME",
+                        help="MLflow experiment: the experiment file's name (default: the experiment of "
+                        "the most recent training batch in the store)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--batch", metavar="ID", help="the batch_id of one `run` invocation")
     which.add_argument("--latest", action="store_true",

@@ -45,7 +45,10 @@ def _report(args) -> int:
 
 def add_ui(verbs) -> None:
     ui = verbs.add_parser("ui", help="open the MLflow UI on the project's tracking store",
-                          description="Start the MLflow UI on the local store, bound to 127.0.0.1.")
+                          description="Start the MLflow UI on the local store, bound to 127.0.0.1, and "
+                          "print the address of the experiment of the latest batch (or --experiment's).")
+    ui.add_argument("--experiment", metavar="NAME",
+                    help="print this experiment's address (default: that of the most recent training batch)")
     ui.add_argument("--port", type=int, default=5000, help="(default: %(default)s)")
     add_tracking_option(ui)
     ui.set_defaults(handler=_ui)
@@ -57,10 +60,31 @@ def _ui(args) -> int:
     from benchmark.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    print(f"MLflow UI for {uri} at http://127.0.0.1:{args.port} (Ctrl-C stops it)")
+    address = f"http://127.0.0.1:{args.port}"
+    print(f"MLflow UI for {uri} at {address} (Ctrl-C stops it)")
+    if latest := _latest_experiment_page(uri, args.experiment):
+        print(f"  {latest[0]}: {address}/#/experiments/{latest[1]}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
     return subprocess.call(command)
+
+
+def _latest_experiment_page(uri: str, experiment: str | None) -> tuple[str, str] | None:
+    """(name, id) of the experiment to show: ``experiment``, else that of the latest batch.
+
+    None where the store is empty or absent: the UI still starts, on an empty store.
+    """
+    from benchmark import tracking
+
+    try:
+        tracking.open_existing_store(uri)
+        batch = tracking.find_batch(experiment)
+    except BenchmarkError as error:
+        if experiment is not None:
+            raise
+        print(f"  ({error})")
+        return None
+    return batch.experiment_name, batch.experiment_id
 
 
 def add_promote(verbs) -> None:
@@ -79,7 +103,7 @@ def add_promote(verbs) -> None:
 
 
 def _promote(args) -> int:
-    from benchmark.serving.registry import promote
+    from benchmark.serving.promote import promote
 
     result = promote(args.experiment, batch_id=args.batch, metric=args.metric, tracking_uri=args.tracking_uri)
     direction = "lower" if result.lower_is_better else "higher"

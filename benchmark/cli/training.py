@@ -100,8 +100,11 @@ def _list(args) -> int:
         from benchmark.models import get_model_spec, list_models
 
         print("models:")
-        for name in list_models():
-            print(f"  {name:8} {get_model_spec(name).summary}")
+        names = list_models()
+        width = max(map(len, names), default=0)
+        for name in names:
+            spec = get_model_spec(name)
+            print(f"  {name:{width}}  {spec.kind:9}  {spec.summary}")
     if args.what in (None, "experiments"):
         from benchmark.config import list_experiments
 

@@ -19,11 +19,12 @@ import json
 import logging
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.config import REPRESENTATIONS, DataConfig, ExperimentConfig, FeaturesConfig
 from benchmark.data.normalize import scale_per_clip
 from benchmark.data.parallel import map_in_processes
 from benchmark.data.segments import Segmenting
@@ -37,20 +38,36 @@ CACHE_DTYPE = np.float16
 FEATURE_VERSION = 2  # 2: the cache holds unpadded, unscaled dB spectrograms
 
 
+_FEATURE_DEFAULTS, _DATA_DEFAULTS = FeaturesConfig(), DataConfig()
+
+
 @dataclass(frozen=True)
 class FeatureParams:
-    """Everything that determines a clip's spectrogram; its :meth:`key` names the cache folder."""
+    """Everything that determines a clip's spectrogram; its :meth:`key` names the cache folder.
 
-    representation: str = "stft"
-    sample_rate: int = 22050
-    n_fft: int = 2048
-    hop_length: int = 512
-    n_mels: int = 128
-    frames: int = 1320
+    The defaults are the configuration's (:class:`benchmark.config.FeaturesConfig`), and
+    :meth:`from_config` copies every field of the same name: the values live in one place.
+    """
+
+    representation: str = _FEATURE_DEFAULTS.representation
+    sample_rate: int = _DATA_DEFAULTS.sample_rate
+    n_fft: int = _FEATURE_DEFAULTS.n_fft
+    hop_length: int = _FEATURE_DEFAULTS.hop_length
+    n_mels: int = _FEATURE_DEFAULTS.n_mels
+    frames: int = _FEATURE_DEFAULTS.frames
 
     def __post_init__(self):
-        if self.representation not in ("stft", "logmel"):
-            raise BenchmarkError(f"unknown representation {self.representation!r} (stft, logmel)")
+        if self.representation not in REPRESENTATIONS:
+            raise BenchmarkError(
+                f"unknown representation {self.representation!r} ({', '.join(REPRESENTATIONS)})"
+            )
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> FeatureParams:
+        """The feature parameters an experiment asks for."""
+        values = {item.name: getattr(config.features, item.name) for item in fields(cls)
+                  if item.name != "sample_rate"}
+        return cls(sample_rate=config.data.sample_rate, **values)
 
     @property
     def n_samples(self) -> int:
@@ -86,16 +103,15 @@ class SkippedFile:
 
 @dataclass
 class FeatureSet:
-    """Network inputs of every decodable track: one per clip, or its segments.
+    """Model inputs of every decodable track: one per clip, or its segments.
 
-    ``features[i]`` belongs to the track ``tracks[clip_index[i]]``; a clip's inputs are
+    ``inputs[i]`` belongs to the track ``tracks[clip_index[i]]``; a clip's inputs are
     contiguous and in time order.
     """
 
-    features: np.ndarray
+    inputs: np.ndarray
     clip_index: np.ndarray
     tracks: list[Track]
-    content_hashes: list[str]
     #: Stable hash of every discovered track's (relative path, content hash, label).
     fingerprint: str
     skipped: list[SkippedFile] = field(default_factory=list)
@@ -106,7 +122,7 @@ class FeatureSet:
         return [track.label for track in self.tracks]
 
     def rows_of(self, clips: np.ndarray) -> np.ndarray:
-        """Indices into ``features`` of every input of the given clips (track indices)."""
+        """Indices into ``inputs`` of every input of the given clips (track indices)."""
         return np.flatnonzero(np.isin(self.clip_index, clips))
 
 
@@ -281,10 +297,9 @@ def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureP
         if results[index].error is not None
     ]
     return FeatureSet(
-        features=np.concatenate(inputs) if inputs else np.empty((0, params.bins, input_frames), CACHE_DTYPE),
+        inputs=np.concatenate(inputs) if inputs else np.empty((0, params.bins, input_frames), CACHE_DTYPE),
         clip_index=np.concatenate(owners) if owners else np.empty(0, dtype=np.int64),
         tracks=[tracks[index] for index in kept],
-        content_hashes=[results[index].content_hash for index in kept],
         fingerprint=data_fingerprint(
             (track.relative_path, results[index].content_hash, track.label)
             for index, track in enumerate(tracks)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NORMALIZE_MODES = ("per_clip", "standardize")
 #: A bin with (almost) no variance in training is left unscaled rather than blown up.
 _MIN_STD = 1e-6
 #: Inputs per chunk when fitting: bounds the float64 working copy at the study's input size.

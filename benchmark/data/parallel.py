@@ -1,4 +1,5 @@
-"""One file at a time, in worker processes, with a progress bar: what extraction and verify share."""
+"""One item at a time, in worker processes, with a progress bar: what extraction, verify and the
+synthetic generator share."""
 
 from __future__ import annotations
 
@@ -28,11 +29,16 @@ def map_in_processes(
                 results[index] = function(item, *arguments)
                 bar.update()
             return results
-        # spawn, not fork: the parent may already hold TensorFlow's threads.
+        # Spawn, not fork: the caller (the harness, a test) may already run TensorFlow's threads,
+        # and forking a multi-threaded process can deadlock the child on a lock another thread held.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(workers, len(items)), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context)
+        try:
             futures = {pool.submit(function, item, *arguments): index for index, item in enumerate(items)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update()
+        finally:
+            # On an error or Ctrl-C, drop the items not yet started instead of working through them.
+            pool.shutdown(wait=True, cancel_futures=True)
     return results

@@ -1,10 +1,10 @@
 """An experiment's data, ready for its runs: tracks -> features -> splits -> normalised inputs.
 
-:func:`prepare_data` finds the tracks (or generates the synthetic set), extracts the network
+:func:`prepare_data` finds the tracks (or generates the synthetic set), extracts the model
 inputs (whole clips or segments, from the spectrogram cache), encodes the labels and plans the
-splits of the experiment's protocol. :meth:`PreparedData.fold` then gathers one split's inputs
-and fits the normalisation on its training inputs only. Every run of a batch shares one
-:class:`PreparedData`; the tuner uses it too.
+splits of the experiment's protocol. :meth:`PreparedData.split` then gathers one split's inputs
+(the only split, or one fold) and fits the normalisation on its training inputs only. Every
+run of a batch shares one :class:`PreparedData`; the tuner uses it too.
 """
 
 from __future__ import annotations
@@ -29,16 +29,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Subset:
-    """One split's network inputs: ``x[i]`` has label ``y[i]`` and belongs to track ``clips[i]``."""
+    """One split's model inputs: ``x[i]`` has label ``y[i]`` and belongs to track ``track_indices[i]``."""
 
     x: np.ndarray
     y: np.ndarray
-    clips: np.ndarray
+    #: Index into :attr:`FeatureSet.tracks` of each input's track (segments of a clip share it).
+    track_indices: np.ndarray
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where the audio came from: a name for listings, and the folder (or recipe folder) it is in."""
+
+    name: str
+    uri: str
 
 
 @dataclass
-class FoldData:
-    """One split of the data (the only one, or one fold), with its fitted normalisation."""
+class SplitData:
+    """One split of the data (the only one, or one fold of k), with its fitted normalisation."""
 
     split: Split
     split_hash: str
@@ -63,50 +72,53 @@ class PreparedData:
     params: FeatureParams
     segmenting: Segmenting | None
     normalize: str
+    #: How a clip's label comes from its segments' probabilities (see :mod:`benchmark.evaluate`).
+    vote: str
     class_names: list[str]
     encoder: object
     #: Per track (clip) label, encoded.
     y: np.ndarray
     plan: SplitPlan
-    data_root: Path
+    source: DataSource
     #: The manifest of an earlier ``data verify`` of this folder, when it is still current.
     manifest: object = None
     #: Exact duplicates that sit in different splits (see :mod:`benchmark.data.verify`).
     cross_split_duplicates: list = field(default_factory=list)
-    _fold: FoldData | None = field(default=None, repr=False)
+    _split: SplitData | None = field(default=None, repr=False)
 
     @property
     def track_ids(self) -> list[str]:
         return [track.track_id for track in self.features.tracks]
 
-    def fold(self, index: int = 0) -> FoldData:
-        """Split ``index`` of the plan with its inputs gathered and normalised.
+    def split(self, index: int = 0) -> SplitData:
+        """Split ``index`` of the plan (0 without folds) with its inputs gathered and normalised.
 
-        Gathered once and kept until another fold is asked for: at the study's size the
+        Gathered once and kept until another split is asked for: at the study's size the
         training inputs alone are 1.5 GB, not worth copying again for each (model, seed), nor
         worth holding for every fold at once.
         """
         split = self.plan.splits[index]
-        if self._fold is None or self._fold.split is not split:
-            self._fold = None  # free the previous fold's arrays before gathering the next
-            self._fold = self._gather(split)
-        return self._fold
+        if self._split is None or self._split.split is not split:
+            self._split = None  # free the previous fold's arrays before gathering the next
+            self._split = self._gather(split)
+        return self._split
 
-    def _gather(self, split: Split) -> FoldData:
+    def _gather(self, split: Split) -> SplitData:
         subsets = {}
         for name in SPLIT_NAMES:
             rows = self.features.rows_of(split.indices(name))
-            clips = self.features.clip_index[rows]
-            subsets[name] = Subset(self.features.features[rows], self.y[clips], clips)
+            tracks = self.features.clip_index[rows]
+            subsets[name] = Subset(self.features.inputs[rows], self.y[tracks], tracks)
         standardizer = None
         if self.normalize == "standardize":
             # Fitted on this split's training inputs only: test data must not shape the inputs.
             standardizer = Standardizer.fit(subsets["train"].x)
             for name, subset in subsets.items():
-                subsets[name] = Subset(standardizer.transform(subset.x, dtype=CACHE_DTYPE), subset.y, subset.clips)
-        return FoldData(split, split.membership_hash(self.track_ids), standardizer, subsets)
+                subsets[name] = Subset(standardizer.transform(subset.x, dtype=CACHE_DTYPE), subset.y,
+                                       subset.track_indices)
+        return SplitData(split, split.membership_hash(self.track_ids), standardizer, subsets)
 
-    def split_summary(self, fold: FoldData) -> dict:
+    def split_summary(self, fold: SplitData) -> dict:
         """What ``split.json`` holds: protocol, fold, hash, class counts and members of each split."""
         ids = self.track_ids
         return {
@@ -122,22 +134,9 @@ class PreparedData:
             ],
         }
 
-    def duplicates_in(self, fold: FoldData) -> list:
+    def duplicates_in(self, fold: SplitData) -> list:
         """The exact duplicates that ``fold``'s split puts in different splits."""
         return [item for item in self.cross_split_duplicates if item.fold == fold.fold]
-
-
-def feature_params(config: ExperimentConfig) -> FeatureParams:
-    """The feature parameters an experiment asks for."""
-    features = config.features
-    return FeatureParams(
-        representation=features.representation,
-        sample_rate=config.data.sample_rate,
-        n_fft=features.n_fft,
-        hop_length=features.hop_length,
-        n_mels=features.n_mels,
-        frames=features.frames,
-    )
 
 
 def resolve_data_root(config: ExperimentConfig, *, progress: bool = True) -> Path:
@@ -184,7 +183,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
 
     root = resolve_data_root(config, progress=progress)
     tracks = discover_tracks(root)
-    params = feature_params(config)
+    params = FeatureParams.from_config(config)
     segmenting = segmenting_of(config)
     log.info("data: %d audio files in %d genres under %s", len(tracks),
              len({track.label for track in tracks}), root)
@@ -194,7 +193,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
     )
     log.info("features %s %s: %d from cache, %d computed, %d skipped; %d network inputs%s",
              params.representation, params.shape, features.from_cache,
-             len(features.tracks) - features.from_cache, len(features.skipped), len(features.features),
+             len(features.tracks) - features.from_cache, len(features.skipped), len(features.inputs),
              f" ({segmenting.frames}-frame segments)" if segmenting else "")
     for item in features.skipped:
         log.warning("skipped %s: %s", item.relative_path, item.reason)
@@ -211,14 +210,22 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         params=params,
         segmenting=segmenting,
         normalize=config.features.normalize,
+        vote=config.evaluate.vote,
         class_names=[str(name) for name in encoder.classes_],
         encoder=encoder,
         y=encoder.transform(features.labels),
         plan=plan,
-        data_root=root,
+        source=data_source(config, root),
         manifest=manifest,
         cross_split_duplicates=crossing,
     )
+
+
+def data_source(config: ExperimentConfig, root: Path) -> DataSource:
+    """The data's name and location, as runs record them (the MLflow UI's Dataset column)."""
+    if config.data.source == "synthetic":
+        return DataSource(f"synthetic-{root.name}", str(root.resolve()))
+    return DataSource(root.resolve().name or "data", str(root.resolve()))
 
 
 def _verified_duplicates(root: Path, features: FeatureSet, plan: SplitPlan):

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.config import LAST_SEGMENT_POLICIES
 from benchmark.errors import BenchmarkError
-
-LAST_SEGMENT_POLICIES = ("drop", "pad")
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,11 @@ CONV1D_FRONT_DEFAULTS = {
     "conv_axis": "frequency",
 }
 
-#: Its default search space, plus the training settings every network tunes.
+#: Its default search space (the training settings join it at registration).
 CONV1D_FRONT_SPACE = {
     "filters": {"type": "categorical", "choices": [[8, 16, 32], [16, 32, 64], [32, 64, 128]]},
     "dropout": {"type": "float", "low": 0.0, "high": 0.5},
     "conv_axis": {"type": "categorical", "choices": ["frequency", "time"]},
-    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
 }
 
 

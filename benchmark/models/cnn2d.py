@@ -27,8 +27,6 @@ SEARCH_SPACE = {
     "pool_size": {"type": "int", "low": 2, "high": 4},
     "dense_units": {"type": "categorical", "choices": [64, 128, 256, 512]},
     "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
 }
 
 

@@ -19,8 +19,6 @@ SEARCH_SPACE = {
     "units": {"type": "categorical", "choices": [128, 256, 512, 1024]},
     "n_layers": {"type": "int", "low": 1, "high": 5},
     "dropout": {"type": "float", "low": 0.0, "high": 0.5},
-    "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
-    "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
 }
 
 

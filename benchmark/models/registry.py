@@ -1,9 +1,12 @@
-"""Name -> builder registry for the networks, in the style of timm's ``register_model``.
+"""Name -> model registry, in the style of timm's ``register_model``.
 
-A builder is ``build(input_shape, n_classes, **hp) -> keras.Model`` with a module-level
-``DEFAULTS`` dict holding the paper's hyperparameters: the one place they are written down, since
-:func:`create_model` always passes every hyperparameter, defaults filled in. Registering it by name is all a new
-architecture needs to be trained, tuned, reported and tested (the model tests are
+A model module registers a builder with ``@register_model(name, DEFAULTS, SEARCH_SPACE)``:
+``DEFAULTS`` holds its hyperparameters (the one place they are written down, since
+:func:`create_estimator` always passes every hyperparameter, defaults filled in) and
+``SEARCH_SPACE`` what ``tune`` searches. ``adapter`` says what the builder builds: by default a
+Keras network (:class:`~benchmark.models.network.KerasNetwork`); any class following the
+:class:`~benchmark.models.estimator.Estimator` protocol may stand there. Registering is all a new
+model needs to be trained, tuned, reported, served and tested (the model tests are
 parametrised over :func:`list_models`).
 """
 
@@ -13,50 +16,74 @@ import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from benchmark.errors import BenchmarkError
+from benchmark.models.estimator import Estimator
+from benchmark.models.network import KerasNetwork
 
 Builder = Callable[..., Any]
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered architecture: its builder, its default hyperparameters and a one-line summary."""
+    """A registered model: its builder, adapter, default hyperparameters and a one-line summary."""
 
     name: str
     build: Builder
     defaults: Mapping[str, Any]
     summary: str
-    #: The default Optuna search space, in the experiment file's ``[tuning.<model>]`` format.
+    #: The default Optuna search space, in the experiment file's ``[tuning.<model>]`` format:
+    #: the model's own plus its adapter's training settings (``training_search_space``).
     search_space: Mapping[str, Mapping[str, Any]]
+    #: The estimator class that wraps what ``build`` returns.
+    adapter: type = KerasNetwork
+
+    @property
+    def kind(self) -> str:
+        """``network``, ``classical``, ...: the adapter's label for listings and reports."""
+        return self.adapter.kind
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, defaults: Mapping[str, Any], search_space: Mapping[str, Mapping[str, Any]] | None = None
+    name: str,
+    defaults: Mapping[str, Any],
+    search_space: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    adapter: type = KerasNetwork,
 ) -> Callable[[Builder], Builder]:
-    """Decorator registering ``build`` under ``name`` with its defaults and default search space."""
+    """Decorator registering ``build`` under ``name`` with its defaults and default search space.
+
+    The adapter's training settings (a network's learning rate and batch size) join the search
+    space unless the model's own space gives them.
+    """
 
     def decorator(build: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+        space = {**(search_space or {})}
+        for key, spec in getattr(adapter, "training_search_space", {}).items():
+            space.setdefault(key, spec)
         _REGISTRY[name] = ModelSpec(
-            name, build, MappingProxyType(dict(defaults)), summary,
-            MappingProxyType(dict(search_space or {})),
+            name, build, MappingProxyType(dict(defaults)), summary, MappingProxyType(space), adapter
         )
         return build
 
     return decorator
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching a shell-style ``pattern``, sorted."""
-    return sorted(name for name in _REGISTRY if fnmatch.fnmatch(name, pattern))
+def list_models(pattern: str = "*", *, kind: str | None = None) -> list[str]:
+    """Registered model names matching a shell-style ``pattern`` (and ``kind``, if given), sorted."""
+    return sorted(
+        name for name, spec in _REGISTRY.items()
+        if fnmatch.fnmatch(name, pattern) and kind in (None, spec.kind)
+    )
 
 
 def get_model_spec(name: str) -> ModelSpec:
@@ -110,18 +137,43 @@ def _check_type(model: str, key: str, value: Any, default: Any) -> None:
         )
 
 
-def create_model(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: Any):
-    """Build the registered network ``name`` for ``input_shape`` (without batch) and ``n_classes``."""
+def create_estimator(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: Any) -> Estimator:
+    """The registered model ``name`` as an unfitted estimator for ``input_shape`` (without batch)."""
     spec = get_model_spec(name)
     hyperparameters = resolve_hyperparameters(name, hp)
-    try:
-        return spec.build(tuple(input_shape), n_classes, **hyperparameters)
-    except ValueError as error:
-        # Keras explains a too-small input (pooling to nothing) over many lines; keep the gist.
-        message = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras bolds its messages.
-        reason = next((line.strip() for line in message.splitlines() if "size" in line.lower()),
-                      message.strip().splitlines()[0])
-        raise BenchmarkError(
-            f"model {name!r} cannot be built for input shape {tuple(input_shape)}: {reason} "
-            "(use a larger input or fewer/smaller blocks)"
-        ) from None
+    return spec.adapter(_checked_builder(spec), tuple(input_shape), n_classes, hyperparameters)
+
+
+def create_model(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: Any):
+    """Build the registered model ``name`` (a ``keras.Model`` for a network), untrained."""
+    return create_estimator(name, input_shape, n_classes, **hp).native
+
+
+def load_estimator(path: str | Path) -> Estimator:
+    """A model saved by :meth:`Estimator.save`, loaded by the adapter that owns its file suffix."""
+    path = Path(path)
+    adapters = {spec.adapter.suffix: spec.adapter for spec in _REGISTRY.values()}
+    if path.suffix not in adapters:
+        raise BenchmarkError(f"not a saved model: {path.name} (known: {', '.join(sorted(adapters))})")
+    return adapters[path.suffix].load(path)
+
+
+def _checked_builder(spec: ModelSpec) -> Builder:
+    def build(input_shape, n_classes, **hyperparameters):
+        try:
+            return spec.build(tuple(input_shape), n_classes, **hyperparameters)
+        except ValueError as error:
+            raise _unbuildable(spec.name, input_shape, error) from None
+
+    return build
+
+
+def _unbuildable(name: str, input_shape, error: ValueError) -> BenchmarkError:
+    # Keras explains a too-small input (pooling to nothing) over many lines; keep the gist.
+    message = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras bolds its messages.
+    reason = next((line.strip() for line in message.splitlines() if "size" in line.lower()),
+                  message.strip().splitlines()[0])
+    return BenchmarkError(
+        f"model {name!r} cannot be built for input shape {tuple(input_shape)}: {reason} "
+        "(use a larger input or fewer/smaller blocks)"
+    )

@@ -9,7 +9,6 @@ artifacts of a ``report-<batch>`` run in the same experiment.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,18 +42,22 @@ class Report:
 
 def default_folder(experiment: str, batch_id: str) -> Path:
     """``reports/<experiment>/<batch>/`` under the working directory."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", experiment).strip("-") or "experiment"
-    return Path("reports") / slug / batch_id
+    from benchmark.paths import slug
+
+    return Path("reports") / slug(experiment) / batch_id
 
 
 def write_report(
-    experiment: str = "default",
+    experiment: str | None = None,
     *,
     batch: str | None = None,
     out: str | Path | None = None,
     tracking_uri: str | None = None,
 ) -> Report:
-    """Write the comparison report of a batch (default: the latest) and log it to MLflow.
+    """Write the comparison report of a batch and log it to MLflow.
+
+    The batch is ``batch`` of ``experiment``; by default the latest batch, of the experiment of
+    the most recent training run when ``experiment`` is None too.
 
     Files: ``report.md``, ``report.html`` (figures embedded), the figures as PNG and
     ``summary.csv`` (the leaderboard's numbers, one row per model). Raises
@@ -62,15 +65,17 @@ def write_report(
     batch has no finished run.
     """
     from benchmark import tracking
+    from benchmark.provenance import git_commit
     from benchmark.report.collect import load_batch
     from benchmark.report.stats import analyse
 
     batch_data = load_batch(experiment, batch, tracking_uri)
+    experiment = batch_data.experiment_name
     analysis = analyse(batch_data.runs, batch_data.histories, batch_data.confusions, batch_data.predictions)
     folder = Path(out) if out else default_folder(experiment, batch_data.batch_id)
     folder.mkdir(parents=True, exist_ok=True)
     tags = {"run_kind": "report", "batch_id": batch_data.batch_id, "experiment": experiment,
-            "git_commit": tracking.git_commit()}
+            "git_commit": git_commit()}
     with tracking.tracked_run(batch_data.experiment_id, f"report-{batch_data.batch_id}", tags) as run_id:
         files = _write_files(folder, batch_data, analysis, run_id)
         _log_report(files, analysis)

@@ -53,36 +53,23 @@ class Batch:
         return list(dict.fromkeys(self.runs["model"]))
 
 
-def load_batch(experiment: str, batch: str | None = None, tracking_uri: str | None = None) -> Batch:
-    """Read batch ``batch`` (default: the latest) of MLflow experiment ``experiment``.
+def load_batch(experiment: str | None = None, batch: str | None = None,
+               tracking_uri: str | None = None) -> Batch:
+    """Read batch ``batch`` of MLflow experiment ``experiment`` (see :func:`tracking.find_batch`).
 
     Raises :class:`BenchmarkError` for an unknown store, experiment or batch, and for a batch
     with no finished run.
     """
+    import mlflow
     from mlflow import MlflowClient
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.open_existing_store(uri)
     client = MlflowClient(tracking_uri=uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None or found.lifecycle_stage == "deleted":
-        known = sorted(e.name for e in client.search_experiments())
-        raise BenchmarkError(
-            f"no MLflow experiment {experiment!r} in {uri} (experiments there: {', '.join(known) or 'none'})"
-        )
-    runs = training_runs(found.experiment_id)
-    if runs.empty:
-        raise BenchmarkError(
-            f"experiment {experiment!r} has no training runs in {uri}: "
-            f"run `python -m benchmark run --all --experiment {experiment}` first"
-        )
-    batch_id = batch or latest_batch(runs)
-    chosen = runs[runs["tags.batch_id"] == batch_id]
-    if chosen.empty:
-        recent = ", ".join(runs["tags.batch_id"].drop_duplicates().head(5))
-        raise BenchmarkError(
-            f"no runs of batch {batch_id!r} in experiment {experiment!r} (recent batches: {recent})"
-        )
+    found = tracking.find_batch(experiment, batch)
+    experiment, batch_id = found.experiment_name, found.batch_id
+    chosen = mlflow.search_runs([found.experiment_id], filter_string=tracking.batch_runs_filter(batch_id),
+                                order_by=["attributes.start_time DESC"])
     _require_finished(chosen, batch_id, experiment)
     chosen = _with_identity_columns(chosen)
     log.info("batch %s of %r: %d runs of %d models", batch_id, experiment, len(chosen),
@@ -98,23 +85,6 @@ def load_batch(experiment: str, batch: str | None = None, tracking_uri: str | No
         confusions=confusions,
         predictions=predictions,
     )
-
-
-def training_runs(experiment_id: str) -> pd.DataFrame:
-    """Every training run of an experiment, newest first (report runs and other kinds left out)."""
-    import mlflow
-
-    runs = mlflow.search_runs([experiment_id], filter_string=tracking.TRAINING_RUNS_FILTER,
-                              order_by=["attributes.start_time DESC"])
-    if runs.empty or "tags.model" not in runs or "tags.batch_id" not in runs:
-        return pd.DataFrame()
-    keep = runs["tags.model"].notna() & runs["tags.batch_id"].notna()
-    return runs[keep].reset_index(drop=True)
-
-
-def latest_batch(runs: pd.DataFrame) -> str:
-    """The batch of the most recently started run."""
-    return runs.sort_values("start_time", ascending=False)["tags.batch_id"].iloc[0]
 
 
 def _require_finished(runs: pd.DataFrame, batch_id: str, experiment: str) -> None:

@@ -1,8 +1,9 @@
-"""Applying a trained network to new audio: the audio-in MLflow model, the registry, `predict`.
+"""Applying a trained model to new audio: promotion, `predict`, inference speed.
 
-- :mod:`benchmark.serving.audio_model`: the pyfunc model every training run logs next to its
-  Keras network; it takes audio (paths or base64 bytes) and returns genres.
-- :mod:`benchmark.serving.registry`: `promote`, the best run of a batch to the Model Registry.
+Each consumes the audio-in MLflow model (:mod:`benchmark.audio_model`) that every training run
+logs next to its fitted estimator; it takes audio (paths or base64 bytes) and returns genres.
+
+- :mod:`benchmark.serving.promote`: `promote`, the best run of a batch to the Model Registry.
 - :mod:`benchmark.serving.predict`: `predict`, files and folders through a registered model.
 - :mod:`benchmark.serving.latency`: `latency`, per-clip and batch inference speed per network.
 

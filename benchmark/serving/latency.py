@@ -75,11 +75,10 @@ def _write_clip(path: Path, sample_rate: int) -> Path:
 
 
 def _preprocessing_ms(config, clip: Path, repeats: int) -> dict:
-    from benchmark.data.features import compute_features
-    from benchmark.data.prepare import feature_params
+    from benchmark.data.features import FeatureParams, compute_features
     from benchmark.data.tracks import load_audio
 
-    params = feature_params(config)
+    params = FeatureParams.from_config(config)
     audio = load_audio(clip, params.sample_rate)
     return {
         "input": "x".join(map(str, params.shape)),
@@ -91,14 +90,15 @@ def _preprocessing_ms(config, clip: Path, repeats: int) -> dict:
 def _network_row(config, name: str, clip: Path, *, repeats: int, batch_size: int, end_to_end: bool) -> dict:
     import keras
 
-    from benchmark.data.prepare import feature_params
-    from benchmark.models import create_model, resolve_hyperparameters
-    from benchmark.serving.audio_model import predict_probabilities
+    from benchmark.audio_model import predict_probabilities
+    from benchmark.data.features import FeatureParams
+    from benchmark.models import create_estimator, resolve_hyperparameters
 
     keras.utils.clear_session(free_memory=True)
-    params = feature_params(config)
+    params = FeatureParams.from_config(config)
     hyperparameters = resolve_hyperparameters(name, config.model_settings(name).hyperparameters)
-    network = create_model(name, params.shape, len(GTZAN_GENRES), **hyperparameters)
+    # Built untrained: its ``predict_proba`` is the very call the audio model makes.
+    network = create_estimator(name, params.shape, len(GTZAN_GENRES), **hyperparameters)
     rng = np.random.default_rng(0)
     one = rng.random((1, *params.shape), dtype=np.float32)
     batch = rng.random((batch_size, *params.shape), dtype=np.float32)
@@ -118,8 +118,9 @@ def _end_to_end_ms(network, params, clip: Path, repeats: int) -> float:
     """One file through the audio model as MLflow serves it: saved, loaded, ``predict``."""
     import mlflow.pyfunc
 
-    from benchmark.serving.audio_model import audio_model_arguments, quiet_mlflow
-    from benchmark.serving.preprocessing import preprocessing_config
+    from benchmark.audio_model import audio_model_arguments
+    from benchmark.data.preprocessing import preprocessing_config
+    from benchmark.tracking import quiet_mlflow
 
     # Its own folder, deleted at once: at the study's size one fcnn model is 2.8 GB.
     with tempfile.TemporaryDirectory(prefix="benchmark-latency-model-") as folder, quiet_mlflow():

@@ -17,7 +17,6 @@ from benchmark.data.tracks import AUDIO_SUFFIXES
 from benchmark.errors import BenchmarkError
 
 DEFAULT_MODEL_URI = "models:/genre-classifier@champion"
-FORMATS = ("table", "json", "csv")
 #: Files per call of the model: the progress bar moves per chunk, and memory stays bounded.
 CHUNK = 16
 
@@ -58,7 +57,8 @@ def load_audio_model(model_uri: str, tracking_uri: str | None = None):
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
-    from benchmark.serving.audio_model import AudioGenreModel, quiet_mlflow
+    from benchmark.audio_model import AudioGenreModel
+    from benchmark.tracking import quiet_mlflow
 
     try:
         with quiet_mlflow():

@@ -52,6 +52,7 @@ def tune_model(
 
     from benchmark import tracking
     from benchmark.data.prepare import prepare_data
+    from benchmark.provenance import provenance_tags
     from benchmark.models import get_model_spec
     from benchmark.tune.export import study_figures, write_tuned_experiment
     from benchmark.tune.space import decode_params, search_space
@@ -74,7 +75,7 @@ def tune_model(
     # Once here, with a progress bar, so that worker processes find every spectrogram cached.
     prepared = prepare_data(config)
     tags = {"model": model_name, "run_kind": "tune", "study": study_name, "storage": storage,
-            "experiment": config.name, **tracking.provenance_tags()}
+            "experiment": config.name, **provenance_tags()}
     with tracking.tracked_run(experiment_id, f"tune-{model_name}", tags) as parent_run_id:
         tracking.log_params(config.flat() | {"tune.trials": trials, "tune.jobs": jobs,
                                              "tune.timeout": timeout})

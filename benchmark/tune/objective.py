@@ -17,8 +17,8 @@ from benchmark import tracking
 from benchmark.config import ExperimentConfig
 from benchmark.data.prepare import PreparedData
 from benchmark.models import resolve_hyperparameters
-from benchmark.train import train_model
 from benchmark.tune.space import search_space, split_training_keys, suggest
+from benchmark.unit import ModelSetup, Unit, fit_and_score
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +72,19 @@ class Objective:
             tracking.log_params(values | {"trial_number": trial.number})
             pruning = PruningCallback(trial, metric)
             try:
-                hyperparameters = resolve_hyperparameters(self.model_name, {**given, **hp_overrides})
+                setup = ModelSetup(resolve_hyperparameters(self.model_name, {**given, **hp_overrides}), training)
                 # Tuning sees the first split's train and validation data only (fold 0 under
                 # kfold): the test tracks stay unseen until the tuned model is run.
-                data = self.prepared.fold(0)
-                train, valid = data.subset("train"), data.subset("valid")
-                result = train_model(
-                    self.model_name, hyperparameters, training,
-                    x_train=train.x, y_train=train.y, x_valid=valid.x, y_valid=valid.y,
-                    n_classes=len(self.prepared.class_names), seed=seed,
-                    callbacks=[pruning, tracking.epoch_logger()],
-                    label=f"{self.model_name} trial {trial.number}",
-                )
+                result = fit_and_score(self.config, self.prepared, Unit(self.model_name, seed, 0), setup=setup,
+                                       callbacks=[pruning, tracking.epoch_logger()], score_test=False,
+                                       label=f"{self.model_name} trial {trial.number}")
             except Exception as error:  # noqa: BLE001  any failure is the trial's, not the study's
                 outcome, reason = "failed", f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
             else:
-                if not result.finite:
-                    outcome, reason = "failed", "the loss became non-finite"
-                elif pruning.pruned_at is not None:
+                if pruning.pruned_at is not None:
                     outcome, reason = "pruned", f"pruned after epoch {pruning.pruned_at + 1}"
                 else:
-                    value = result.history[metric][-1]
+                    value = result.fit.history[metric][-1]
                     tracking.log_metrics({"objective": value})
             tracking.set_tags({"trial_state": outcome, "trial_reason": reason})
         keras.utils.clear_session(free_memory=True)

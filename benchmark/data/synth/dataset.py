@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
-from tqdm import tqdm
 
 from benchmark.data.gtzan import GTZAN_GENRES, GTZAN_SAMPLE_RATE
 from benchmark.data.synth.clip import check_audio_arguments, check_genre, check_integer, synthesize_clip
@@ -58,7 +55,10 @@ def write_dataset(out_dir: str | os.PathLike, *, clips_per_genre: int = 100, sec
         paths = (folder / f"{genre}.{index:05d}.wav" for index in range(clips_per_genre))
         jobs += [_ClipJob(path, genre, index, seconds, sample_rate, seed)
                  for index, path in enumerate(paths) if not path.exists()]
-    _run_jobs(jobs, workers or os.cpu_count() or 1, progress)
+    from benchmark.data.parallel import map_in_processes
+
+    map_in_processes(_write_clip, jobs, workers=workers or 0, progress=progress, desc="synthesising clips",
+                     unit="clip")
     _write_json_atomically(out_dir / MARKER_NAME, parameters)
     (out_dir / _PARTIAL_MARKER_NAME).unlink()
     return out_dir
@@ -160,25 +160,3 @@ def _write_clip(job: _ClipJob) -> None:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-
-
-def _run_jobs(jobs: list[_ClipJob], workers: int, progress: bool) -> None:
-    bar = tqdm(total=len(jobs), desc="synthesising clips", unit="clip", disable=not progress)
-    with bar:
-        if workers == 1 or len(jobs) <= 1:  # no process start-up cost, and simpler to debug
-            for job in jobs:
-                _write_clip(job)
-                bar.update()
-            return
-        # Spawn, not fork: the caller (the harness, a test) may already run TensorFlow's threads,
-        # and forking a multi-threaded process can deadlock the child on a lock held by another
-        # thread. A spawned worker starts a fresh interpreter (importing this package and the
-        # caller's __main__ module, not TensorFlow's state), about a second each.
-        context = multiprocessing.get_context("spawn")
-        executor = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context)
-        try:
-            for _ in executor.map(_write_clip, jobs, chunksize=4):
-                bar.update()
-        finally:
-            # On an error or Ctrl-C, drop the clips not yet started instead of rendering them all.
-            executor.shutdown(wait=True, cancel_futures=True)

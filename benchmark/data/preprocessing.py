@@ -1,8 +1,9 @@
-"""How a decoded clip becomes the network's inputs and its outputs a label: ``preprocessing.json``.
+"""How a decoded clip becomes a model's inputs and its outputs a label: ``preprocessing.json``.
 
-The audio model carries the settings its network was trained with, so prediction repeats the
-training pipeline exactly: the feature parameters, the normalisation (per clip, or the per-bin
-statistics fitted on the training split) and the segmenting with its vote.
+Training writes it (every run's artifact, and the audio model's copy) and the audio model reads
+it, so prediction repeats the training pipeline exactly: the feature parameters, the
+normalisation (per clip, or the per-bin statistics fitted on the training split) and the
+segmenting with its vote.
 
 Format 1 (whole clips, per-clip scaling) is still read: models logged before segments existed
 keep working.

@@ -6,6 +6,6 @@ copy of the ``benchmark`` package first on ``sys.path``. Not meant to be importe
 
 from mlflow.models import set_model
 
-from benchmark.serving.audio_model import AudioGenreModel
+from benchmark.audio_model import AudioGenreModel
 
 set_model(AudioGenreModel())

@@ -9,7 +9,6 @@ to that version, so ``models:/genre-classifier@champion`` always names the promo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from benchmark import tracking
@@ -18,8 +17,6 @@ from benchmark.errors import BenchmarkError
 REGISTERED_MODEL = "genre-classifier"
 CHAMPION_ALIAS = "champion"
 DEFAULT_METRIC = "test_accuracy"
-#: Runs searched for the most recent batch: the newest training run decides it.
-_LATEST_SEARCH = 100
 
 
 @dataclass(frozen=True)
@@ -46,34 +43,29 @@ def lower_is_better(metric: str) -> bool:
 
 
 def promote(
-    experiment: str,
+    experiment: str | None = None,
     *,
     batch_id: str | None = None,
     metric: str = DEFAULT_METRIC,
     tracking_uri: str | None = None,
     registered_model: str = REGISTERED_MODEL,
 ) -> Promotion:
-    """Register the best audio model of a batch (the latest if ``batch_id`` is None) as champion."""
+    """Register the best audio model of a batch as champion.
+
+    The batch is ``batch_id`` of ``experiment``; by default the latest batch, of the experiment
+    of the most recent training run when ``experiment`` is None too.
+    """
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     tracking.open_existing_store(tracking_uri)
     client = MlflowClient()
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        names = sorted(item.name for item in client.search_experiments())
-        raise BenchmarkError(
-            f"no MLflow experiment {experiment!r}; experiments: {', '.join(names) or 'none'}"
-        )
-    if batch_id is not None and not re.fullmatch(r"[\w.-]+", batch_id):
-        raise BenchmarkError(f"not a batch id: {batch_id!r} (`run` prints it, e.g. 20250101-120000-ab12cd)")
-    batch_id = batch_id or latest_batch(client, found.experiment_id, experiment)
-    candidates = client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.batch_id = '{batch_id}' and attributes.status = 'FINISHED'",
-    )
-    candidates = [run for run in candidates if is_training_run(run) and run.data.tags.get("audio_model_uri")]
+    batch = tracking.find_batch(experiment, batch_id)
+    experiment, batch_id = batch.experiment_name, batch.batch_id
+    candidates = client.search_runs([batch.experiment_id],
+                                    filter_string=tracking.batch_runs_filter(batch_id, finished=True))
+    candidates = [run for run in candidates if run.data.tags.get("audio_model_uri")]
     if not candidates:
         raise BenchmarkError(
             f"batch {batch_id!r} of experiment {experiment!r} has no finished run with an audio model "
@@ -96,21 +88,6 @@ def promote(
         value=value, lower_is_better=lower_is_better(metric), candidates=len(candidates),
         registered_model=registered_model, version=str(version.version), alias=CHAMPION_ALIAS,
     )
-
-
-def latest_batch(client, experiment_id: str, experiment: str) -> str:
-    """The batch of the experiment's most recently started training run."""
-    runs = client.search_runs([experiment_id], filter_string=tracking.TRAINING_RUNS_FILTER,
-                              order_by=["attributes.start_time DESC"], max_results=_LATEST_SEARCH)
-    for run in runs:
-        if "batch_id" in run.data.tags:
-            return run.data.tags["batch_id"]
-    raise BenchmarkError(f"experiment {experiment!r} has no training runs")
-
-
-def is_training_run(run) -> bool:
-    """A run of `run`, not a tuning trial, a study or a report."""
-    return "model" in run.data.tags and run.data.tags.get("run_kind") == tracking.TRAINING_RUN
 
 
 def best_run(runs: list, metric: str):

@@ -1,10 +1,11 @@
 """The audio-in model: an MLflow pyfunc that turns audio files into genres.
 
-Every training run logs one beside its Keras network (artifact path ``audio_model``, run tag
-``audio_model_uri``). It bundles all that labelling a new file needs and nothing of the
-training data:
+Every training run logs one beside its fitted model (artifact path ``audio_model``, run tag
+``audio_model_uri``); ``promote``, ``predict`` and ``mlflow models serve`` use it. It bundles
+all that labelling a new file needs and nothing of the training data:
 
-- ``network.keras``: the trained network;
+- ``model.<suffix>``: the fitted estimator as it saves itself (``model.keras`` for a network),
+  loaded back by :func:`benchmark.models.load_estimator`;
 - ``preprocessing.json``: the feature parameters it was trained on (representation, sample
   rate, n_fft, hop, mel bands, frames, hence the clip length), the normalisation and the
   segmenting;
@@ -16,7 +17,7 @@ training data:
 Input: a DataFrame with a ``path`` column (files the serving process can read) and/or an
 ``audio`` column (the file's bytes, base64); a row uses ``audio`` where it is set, else ``path``.
 Each clip goes through :func:`benchmark.data.tracks.load_audio` and
-:class:`benchmark.serving.preprocessing.Preprocessing`, exactly as in training: decoded to mono at
+:class:`benchmark.data.preprocessing.Preprocessing`, exactly as in training: decoded to mono at
 the training rate, spectrogram, normalised (per clip, or with the training split's per-bin
 statistics), padded or trimmed to the training length or cut into segments, whose predictions
 are then voted as the test set's were.
@@ -35,42 +36,38 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
-import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from benchmark.data.preprocessing import Preprocessing
 from benchmark.data.tracks import load_audio
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import aggregate_clips
-from benchmark.serving.preprocessing import Preprocessing
+from benchmark.provenance import pinned_requirements
 
 INPUT_COLUMNS = ("path", "audio")
 #: Clips per network call: bounds memory at the study's input size (5.4 MB a spectrogram).
 PREDICT_BATCH = 32
-_PACKAGE_DIR = Path(__file__).resolve().parent.parent
-#: What the model needs to load and run, besides the Keras backend.
-_REQUIRED_PACKAGES = ("mlflow", "keras", "numpy", "pandas", "librosa", "soundfile", "cloudpickle")
+_PACKAGE_DIR = Path(__file__).resolve().parent
+#: What the model needs to load and run, besides the estimator's own packages and the Keras backend.
+_REQUIRED_PACKAGES = ("mlflow", "numpy", "pandas", "librosa", "soundfile", "cloudpickle")
 
 
 class AudioGenreModel(mlflow.pyfunc.PythonModel):
     """Audio files in, genres out: see the module docstring for the columns."""
 
     def load_context(self, context) -> None:
-        import keras
+        from benchmark.models import load_estimator
 
         artifacts = context.artifacts
         self.preprocessing = Preprocessing.from_config(json.loads(Path(artifacts["preprocessing"]).read_text()))
         self.params = self.preprocessing.params
         self.class_names = json.loads(Path(artifacts["labels"]).read_text())["classes"]
-        # compile=False: inference needs no optimizer state, and loading skips rebuilding it.
-        self.network = keras.saving.load_model(artifacts["network"], compile=False)
+        self.estimator = load_estimator(artifacts["estimator"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Label every row of ``model_input``; rows that cannot be decoded get an ``error``."""
@@ -101,7 +98,7 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
             # per row, exactly as the test set was scored.
             owner = np.concatenate(owners)
             rows, groups = np.unique(owner, return_inverse=True)
-            scores, labels = aggregate_clips(predict_probabilities(self.network, np.concatenate(inputs)),
+            scores, labels = aggregate_clips(predict_probabilities(self.estimator, np.concatenate(inputs)),
                                              groups, len(rows), self.preprocessing.vote)
             probabilities[rows], best[rows] = scores, labels
         return result_frame(probabilities, errors, self.class_names, best=best)
@@ -141,13 +138,12 @@ def _decode_base64_audio(encoded: str, sample_rate: int) -> np.ndarray:
             raise BenchmarkError(str(error).replace(str(file), "the uploaded audio")) from None
 
 
-def predict_probabilities(network, features: np.ndarray) -> np.ndarray:
-    """The network's class probabilities for a stack of spectrograms, float64."""
-    chunks = [
-        np.asarray(network.predict_on_batch(features[start:start + PREDICT_BATCH].astype(np.float32)))
+def predict_probabilities(estimator, features: np.ndarray) -> np.ndarray:
+    """The estimator's class probabilities for a stack of inputs, float64, a batch at a time."""
+    return np.concatenate([
+        estimator.predict_proba(features[start:start + PREDICT_BATCH], batch_size=PREDICT_BATCH)
         for start in range(0, len(features), PREDICT_BATCH)
-    ]
-    return np.concatenate(chunks).astype(np.float64)
+    ])
 
 
 def result_frame(probabilities: np.ndarray, errors: list[str | None], class_names: list[str],
@@ -187,55 +183,32 @@ def signature(class_names: list[str]):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def requirements() -> list[str]:
-    """Pinned pip requirements of the audio model."""
-    from benchmark.tracking import pinned_requirements
-
-    return pinned_requirements(*_REQUIRED_PACKAGES)
+def requirements(estimator) -> list[str]:
+    """Pinned pip requirements of the audio model of ``estimator``."""
+    return pinned_requirements(*_REQUIRED_PACKAGES, *estimator.requirements)
 
 
-def audio_model_arguments(folder: Path, network, preprocessing: dict, class_names: list[str]) -> dict:
-    """Keyword arguments of ``mlflow.pyfunc.log_model``/``save_model`` for ``network``.
+def audio_model_arguments(folder: Path, estimator, preprocessing: dict, class_names: list[str]) -> dict:
+    """Keyword arguments of ``mlflow.pyfunc.log_model``/``save_model`` for a fitted ``estimator``.
 
     Writes the bundle's files into ``folder``, which MLflow copies into the model: the folder
     may be deleted once the model is logged or saved.
     """
     folder = Path(folder)
-    network.save(folder / "network.keras")
+    saved = estimator.save(folder)
     (folder / "preprocessing.json").write_text(json.dumps(preprocessing, indent=2))
     (folder / "labels.json").write_text(json.dumps({"classes": [str(n) for n in class_names]}, indent=2))
     return {
         # Models from code: MLflow runs this file at load time instead of unpickling an object.
-        "python_model": str(_PACKAGE_DIR / "serving" / "audio_model_code.py"),
+        "python_model": str(_PACKAGE_DIR / "audio_model_code.py"),
         "artifacts": {
-            "network": str(folder / "network.keras"),
+            "estimator": str(saved),
             "preprocessing": str(folder / "preprocessing.json"),
             "labels": str(folder / "labels.json"),
         },
         "code_paths": [str(_PACKAGE_DIR)],
         "signature": signature(list(class_names)),
         "input_example": pd.DataFrame({"path": ["song.wav"]}),
-        "pip_requirements": requirements(),
+        "pip_requirements": requirements(estimator),
     }
 
-
-@contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """No MLflow progress bars or INFO lines for the duration of the block.
-
-    Saving or loading a pyfunc copies each bundled file with a progress bar of its own: three
-    bars a run, which bury the harness's own progress lines and the ``predict`` bar.
-    """
-    variable = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    saved_variable, mlflow_logger = os.environ.get(variable), logging.getLogger("mlflow")
-    saved_level = mlflow_logger.level
-    os.environ[variable] = "false"
-    mlflow_logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        mlflow_logger.setLevel(saved_level)
-        if saved_variable is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = saved_variable

@@ -1,0 +1,70 @@
+"""The estimator protocol: what a registered model is to the runner, tuner, report and serving.
+
+A registered model is anything that can be built from (input shape, number of classes,
+hyperparameters), fitted on training inputs while validation inputs are watched, asked for
+class probabilities, and saved to one file that loads back without the training code's state.
+Keras networks are one kind (:class:`benchmark.models.network.KerasNetwork`); a scikit-learn
+pipeline is another. Nothing outside an adapter branches on the kind: the ``kind`` attribute is
+a label for listings and reports, and ``flavor`` names the MLflow flavour that logs ``native``.
+
+Only the standard library and NumPy are imported here: the registry, and the model tests that
+run with nothing but Keras and a backend installed, read this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass
+class FitReport:
+    """How fitting went: per-epoch history (one point for a learner without epochs) and timing."""
+
+    history: dict[str, list[float]]
+    seconds: float
+    epochs_run: int
+    #: False where the loss became NaN or infinite and fitting was stopped.
+    finite: bool
+
+
+@runtime_checkable
+class Estimator(Protocol):
+    """A model of the benchmark: built lazily, fitted once, then asked for probabilities."""
+
+    #: A label for listings and reports: ``network``, ``classical``, ...
+    kind: ClassVar[str]
+    #: The MLflow flavour that logs :attr:`native` (``keras``, ``sklearn``, ...).
+    flavor: ClassVar[str]
+    #: Pip packages the saved model needs besides NumPy and the Keras backend.
+    requirements: ClassVar[tuple[str, ...]]
+    #: Suffix of the file :meth:`save` writes; :func:`benchmark.models.load_estimator` dispatches on it.
+    suffix: ClassVar[str]
+
+    @property
+    def native(self) -> Any:
+        """The fitted library object (a ``keras.Model``, a scikit-learn ``Pipeline``, ...)."""
+
+    def fit(
+        self, x_train: np.ndarray, y_train: np.ndarray, x_valid: np.ndarray, y_valid: np.ndarray, *,
+        training: Any, seed: int, callbacks: Sequence[Any] = (), label: str = "",
+    ) -> FitReport:
+        """Fit on the training inputs, seeded; the validation inputs are only watched.
+
+        ``training`` is the model's effective :class:`benchmark.config.TrainConfig`;
+        ``callbacks`` are Keras callbacks (per-epoch tracking, pruning), ignored by learners
+        without epochs.
+        """
+
+    def predict_proba(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        """Class probabilities, float64 of shape (len(x), n_classes)."""
+
+    def count_params(self) -> int:
+        """The number of fitted parameters, as the leaderboard shows it."""
+
+    def save(self, folder: Path) -> Path:
+        """Write the fitted model into ``folder`` as one file named ``model<suffix>``; returns it."""

@@ -1,0 +1,147 @@
+"""Keras networks as estimators: the study's optimiser, loss and metric, seeded end to end.
+
+Knows nothing of MLflow: tracking hooks in through the ``callbacks`` of :meth:`KerasNetwork.fit`,
+so the runner, the tuner and the tests all train through this one class.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import keras
+import numpy as np
+
+from benchmark.models.estimator import FitReport
+
+if TYPE_CHECKING:
+    from benchmark.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend so a run repeats exactly on the same backend."""
+    keras.utils.set_random_seed(int(seed))
+
+
+class KerasNetwork:
+    """A registered Keras builder as an :class:`~benchmark.models.estimator.Estimator`.
+
+    The network is built inside :meth:`fit`, after the session is cleared and every generator
+    seeded, so the same seed gives the same initial weights whatever ran before it.
+    """
+
+    kind: ClassVar[str] = "network"
+    flavor: ClassVar[str] = "keras"
+    requirements: ClassVar[tuple[str, ...]] = ("keras",)
+    suffix: ClassVar[str] = ".keras"
+    #: What ``tune`` searches of the training settings, for every network unless its own space says.
+    training_search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+        "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
+    }
+
+    def __init__(self, build: Callable[..., Any], input_shape: tuple[int, ...], n_classes: int,
+                 hyperparameters: Mapping[str, Any], model: Any = None):
+        self._build = build
+        self.input_shape = tuple(input_shape)
+        self.n_classes = n_classes
+        self.hyperparameters = dict(hyperparameters)
+        self._model = model
+
+    def build(self) -> Any:
+        """The untrained network (built once; :meth:`fit` builds a fresh, seeded one)."""
+        if self._model is None:
+            self._model = self._build(self.input_shape, self.n_classes, **self.hyperparameters)
+        return self._model
+
+    @property
+    def native(self) -> Any:
+        return self.build()
+
+    def fit(self, x_train, y_train, x_valid, y_valid, *, training: TrainConfig, seed: int,
+            callbacks: Sequence[Any] = (), label: str = "") -> FitReport:
+        keras.utils.clear_session(free_memory=True)
+        seed_everything(seed)
+        self._model = None
+        model = self.build()
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        progress = EpochProgress(label or model.name, training.epochs)
+        started = time.perf_counter()
+        history = model.fit(
+            x_train,
+            y_train,
+            validation_data=(x_valid, y_valid),
+            epochs=training.epochs,
+            batch_size=training.batch_size,
+            shuffle=True,
+            verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks],
+        )
+        seconds = time.perf_counter() - started
+        losses = history.history.get("loss", [])
+        return FitReport(
+            history={key: [float(value) for value in values] for key, values in history.history.items()},
+            seconds=seconds,
+            epochs_run=len(losses),
+            finite=all(math.isfinite(value) for value in losses),
+        )
+
+    def predict_proba(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+        model = self.build()
+        if len(x) <= batch_size:
+            # One batch (serving, a chunk at a time): skip predict()'s per-call data pipeline.
+            return np.asarray(model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float64)
+        return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+    def count_params(self) -> int:
+        return int(self.build().count_params())
+
+    def save(self, folder: Path) -> Path:
+        path = Path(folder) / f"model{self.suffix}"
+        self.build().save(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> KerasNetwork:
+        """A saved network, ready to predict (``compile=False``: no optimizer state is needed)."""
+        model = keras.saving.load_model(path, compile=False)
+        return cls(_already_built, tuple(model.input_shape[1:]), int(model.output_shape[-1]), {}, model=model)
+
+
+def _already_built(*_args, **_kwargs):
+    raise RuntimeError("a loaded network cannot be rebuilt")
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """A one-line log per epoch: loss and accuracy on train and validation, and its duration."""
+
+    def __init__(self, label: str, epochs: int):
+        super().__init__()
+        self.label = label
+        self.epochs = epochs
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        figures = " ".join(
+            f"{key} {logs[key]:.4f}"
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+            if key in logs
+        )
+        log.info(
+            "%s epoch %d/%d: %s (%.1fs)",
+            self.label, epoch + 1, self.epochs, figures, time.perf_counter() - self._started,
+        )

@@ -1,0 +1,179 @@
+"""One unit of work: fit one model with one seed on one split, then score it. No MLflow here.
+
+:func:`fit_and_score` is what every run goes through, whatever the model is: the runner wraps
+it in an MLflow run (:func:`benchmark.runner.run_unit`), the tuner's objective calls it on the
+training and validation inputs alone, the tests call it directly. It returns a
+:class:`RunResult`: plain values that :func:`benchmark.tracking.log_run` records and
+:mod:`benchmark.artifacts` writes as files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from benchmark.config import ExperimentConfig, TrainConfig
+from benchmark.data.split import SPLIT_NAMES
+from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from benchmark.data.prepare import PreparedData, SplitData
+    from benchmark.evaluate import Evaluation
+    from benchmark.models import Estimator, FitReport
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One run of a batch: a model entry, a seed, and which split of the plan (0 without folds)."""
+
+    model: str
+    seed: int
+    split_index: int = 0
+
+
+@dataclass(frozen=True)
+class ModelSetup:
+    """A model entry's effective settings: resolved hyperparameters and training values."""
+
+    hyperparameters: Mapping[str, Any]
+    training: TrainConfig
+
+    def describe(self) -> str:
+        """One line of every value, as a batch prints it before it starts."""
+        values = {**self.training.model_dump(), **self.hyperparameters}
+        return ", ".join(f"{key}={_plain(value)}" for key, value in values.items())
+
+
+def model_setup(config: ExperimentConfig, model_name: str) -> ModelSetup:
+    """The hyperparameters (defaults filled in) and training settings a model entry runs with."""
+    from benchmark.models import resolve_hyperparameters
+
+    hyperparameters = resolve_hyperparameters(model_name, config.model_settings(model_name).hyperparameters)
+    return ModelSetup(hyperparameters, config.training_for(model_name))
+
+
+@dataclass
+class RunResult:
+    """What one unit produced: the fitted estimator, how fitting went and its test scores."""
+
+    unit: Unit
+    setup: ModelSetup
+    estimator: Estimator
+    fit: FitReport
+    #: Test-set scores; None where the test split was not touched (tuning trials).
+    evaluation: Evaluation | None
+    prepared: PreparedData = field(repr=False)
+    data: SplitData = field(repr=False)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The run-level metrics: test scores, size, time, epochs, last validation accuracy."""
+        scores = {} if self.evaluation is None else self.evaluation.metrics
+        return {f"test_{key}": value for key, value in scores.items()} | {
+            "parameters": self.estimator.count_params(),
+            "train_seconds": self.fit.seconds,
+            "epochs_run": self.fit.epochs_run,
+            "final_val_accuracy": self.fit.history.get("val_accuracy", [float("nan")])[-1],
+        }
+
+    @property
+    def preprocessing(self) -> dict:
+        """The ``preprocessing.json`` that turns audio into this estimator's inputs."""
+        from benchmark.data.preprocessing import preprocessing_config
+
+        standardizer = self.data.standardizer
+        return preprocessing_config(
+            self.prepared.params, segmenting=self.prepared.segmenting, vote=self.prepared.vote,
+            normalisation=standardizer.to_dict() if standardizer else None,
+        )
+
+    def example_inputs(self, count: int = 2) -> np.ndarray:
+        """A few test inputs, float32: the logged model's signature example."""
+        return self.data.subset("test").x[:count].astype(np.float32)
+
+
+def fit_and_score(
+    config: ExperimentConfig,
+    prepared: PreparedData,
+    unit: Unit,
+    *,
+    setup: ModelSetup | None = None,
+    callbacks: Sequence[Any] = (),
+    score_test: bool = True,
+    label: str | None = None,
+) -> RunResult:
+    """Fit ``unit``'s model on its split's training inputs (validation watched), then score it.
+
+    ``setup`` replaces the experiment's settings for the model (a tuning trial's draw).
+    ``score_test=False`` leaves the test split untouched: tuning selects on validation only.
+    ``label`` names the run in log lines (default: ``<model> seed <seed>[ fold <k>]``).
+    A loss that became NaN or infinite is a :class:`BenchmarkError`.
+    """
+    from benchmark.evaluate import evaluate_model
+    from benchmark.models import create_estimator
+
+    setup = setup or model_setup(config, unit.model)
+    data = prepared.split(unit.split_index)
+    train, valid, test = (data.subset(name) for name in SPLIT_NAMES)
+    label = label or run_label(unit, data)
+    estimator = create_estimator(unit.model, train.x.shape[1:], len(prepared.class_names), **setup.hyperparameters)
+    fit = estimator.fit(train.x, train.y, valid.x, valid.y, training=setup.training, seed=unit.seed,
+                        callbacks=callbacks, label=label)
+    if not fit.finite:
+        raise BenchmarkError(f"{label}: the loss became non-finite; lower the learning rate")
+    evaluation = None
+    if score_test:
+        evaluation = evaluate_model(estimator, test.x, test.y, prepared.class_names,
+                                    clips=test.track_indices, vote=prepared.vote,
+                                    batch_size=setup.training.batch_size)
+    return RunResult(unit, setup, estimator, fit, evaluation, prepared, data)
+
+
+def run_label(unit: Unit, data: SplitData) -> str:
+    """``cnn2d seed 0`` (``... fold 3`` under k-fold), for log lines."""
+    return f"{unit.model} seed {unit.seed}" + ("" if data.fold is None else f" fold {data.fold}")
+
+
+def run_name(unit: Unit, data: SplitData) -> str:
+    """The MLflow run name: ``cnn2d-seed0`` (``-fold3`` under k-fold)."""
+    return f"{unit.model}-seed{unit.seed}" + ("" if data.fold is None else f"-fold{data.fold}")
+
+
+def run_tags(config: ExperimentConfig, prepared: PreparedData, unit: Unit, data: SplitData) -> dict[str, str]:
+    """What identifies a run: model, seed, fold, experiment, data fingerprint and split."""
+    return {
+        "model": unit.model,
+        "seed": str(unit.seed),
+        "experiment": config.name,
+        "data_fingerprint": prepared.features.fingerprint,
+        "split_protocol": prepared.plan.protocol,
+        "split_hash": data.split_hash,
+        "duplicates_across_splits": str(len(prepared.duplicates_in(data))),
+        **({} if data.fold is None else {"fold": str(data.fold)}),
+    }
+
+
+def run_params(config: ExperimentConfig, prepared: PreparedData, data: SplitData, setup: ModelSetup) -> dict:
+    """What a run is: the whole config, the model's resolved hyperparameters, the data's shape."""
+    sizes = {name: len(data.split.indices(name)) for name in SPLIT_NAMES}
+    inputs = {name: len(data.subset(name).y) for name in SPLIT_NAMES}
+    return (
+        config.flat()
+        | {f"hp.{key}": value for key, value in setup.hyperparameters.items()}
+        | {f"effective.{key}": value for key, value in setup.training.model_dump().items()}
+        | {f"tracks.{name}": size for name, size in sizes.items()}
+        | {f"inputs.{name}": size for name, size in inputs.items()}
+        | {"tracks.skipped": len(prepared.features.skipped),
+           "tracks.listed_but_missing": len(prepared.plan.missing),
+           "tracks.unlisted": len(prepared.plan.unlisted),
+           "split.fold_index": "" if data.fold is None else data.fold,
+           "input_shape": str(tuple(prepared.features.inputs.shape[1:])),
+           "n_classes": len(prepared.class_names)}
+    )
+
+
+def _plain(value: Any) -> str:
+    return "[" + ", ".join(map(str, value)) + "]" if isinstance(value, (tuple, list)) else str(value)
