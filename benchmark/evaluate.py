@@ -20,7 +20,6 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precisio
 from benchmark.config import VOTES
 
 
-
 @dataclass
 class Evaluation:
     """Test-set results per clip: flat metrics for tracking plus the arrays behind them."""

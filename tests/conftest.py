@@ -1,22 +1,15 @@
-"""Shared fixtures. Kept free of heavy imports: the model tests also run under JAX and PyTorch
-in environments that hold only Keras and the backend."""
+"""Shared fixtures; shared helper functions are in :mod:`tests.helpers`. Kept free of heavy
+imports: the model tests also run under JAX and PyTorch in environments that hold only Keras
+and the backend."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-EXCERPTS = SHARED_DATA / "gtzan-excerpts"
+from tests.helpers import EXCERPTS, write_clip
 
 
 @pytest.fixture(scope="session")
@@ -56,20 +49,6 @@ def excerpts_dir() -> Path:
     return EXCERPTS
 
 
-def write_clip(path: Path, *, seconds: float = 1.0, sample_rate: int = 22050, frequency: float = 440.0,
-               channels: int = 1, fmt: str | None = None, subtype: str = "PCM_16") -> Path:
-    """Write a short tone (with a little noise) as an audio file with soundfile."""
-    import soundfile
-
-    rng = np.random.default_rng(int(frequency))
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    tone = 0.5 * np.sin(2 * np.pi * frequency * t) + 0.01 * rng.standard_normal(t.size)
-    data = np.stack([tone] * channels, axis=1) if channels > 1 else tone
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, data.astype(np.float32), sample_rate, format=fmt, subtype=subtype)
-    return path
-
-
 @pytest.fixture
 def tone_tree(tmp_path) -> Path:
     """A folder-per-genre tree of 3 genres x 4 short wav tones, distinct by pitch."""
@@ -79,33 +58,3 @@ def tone_tree(tmp_path) -> Path:
             write_clip(root / genre / f"{genre}.{clip:05d}.wav",
                        frequency=220.0 * (genre_index + 1) + 10 * clip)
     return root
-
-
-def running_backend() -> str:
-    return os.environ.get("KERAS_BACKEND", "tensorflow")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_http(url: str, process: subprocess.Popen, *, what: str, output: Callable[[], str],
-                  seconds: float = 180) -> None:
-    """Wait until ``url`` answers 200, failing the test (with the server's output) if the
-    server exits or the deadline passes."""
-    import requests
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{what} exited: {output()[-3000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{what} did not answer {url} in {seconds:.0f} s: {output()[-3000:]}")

@@ -7,14 +7,7 @@ import sys
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, free_port
-
-
-def run_cli(*args, cwd=None, env=None, timeout=120):
-    return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args],
-        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
-    )
+from tests.helpers import PROJECT_ROOT, assert_user_error, free_port, run_cli
 
 
 @pytest.mark.parametrize(
@@ -39,12 +32,6 @@ def test_help_imports_no_heavy_library():
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
-
-def assert_user_error(result, fragment):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: ") and fragment in lines[-1], result.stderr
-    assert "Traceback" not in result.stderr
 
 
 def test_unknown_model_is_one_line_exit_2():

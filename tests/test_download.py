@@ -18,7 +18,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.data.download import MARKER_NAME, URL_ENVIRONMENT_VARIABLE, download_file, download_gtzan
 from benchmark.errors import BenchmarkError
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 #: Incompressible clips, so the archive spans several download chunks (64 KiB).
 CLIPS = {

@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.data.gtzan import GTZAN_GENRES
-from tests.conftest import free_port, wait_for_http
+from tests.helpers import batch_runs, client_for, free_port, wait_for_http
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +39,6 @@ def smoke_batch(tmp_path_factory, shared_cache):
                                  tracking_uri=uri, progress=False)
     return outcome, folder
 
-
-def client_for(uri):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
-
-
-def batch_runs(outcome):
-    client = client_for(outcome.tracking_uri)
-    runs = client.search_runs([outcome.experiment_id],
-                              filter_string=f"tags.batch_id = '{outcome.batch_id}'")
-    return client, {run.data.tags["model"]: run for run in runs}
 
 
 def test_one_finished_run_per_model_with_identifying_tags(smoke_batch):

@@ -14,7 +14,7 @@ from benchmark.data.features import (
     feature_cache_dir,
 )
 from benchmark.data.tracks import discover_tracks
-from tests.conftest import write_clip
+from tests.helpers import write_clip
 
 SMALL_STFT = FeatureParams(representation="stft", n_fft=512, hop_length=256, frames=40)
 SMALL_MEL = FeatureParams(representation="logmel", n_fft=512, hop_length=256, n_mels=24, frames=40)

@@ -19,6 +19,8 @@ from benchmark.models import (  # noqa: E402
     resolve_hyperparameters,
 )
 
+#: The registered Keras networks: what the builder, gradient and backend tests apply to.
+NETWORKS = list_models(kind="network")
 SMALL_INPUT = (48, 40)  # (bins, frames): big enough for every default stack, fast to train.
 N_CLASSES = 4
 PAPER_PARAMETERS = {
@@ -57,7 +59,7 @@ def test_too_small_input_is_a_clear_error():
         create_model("cnn1d", (8, 8), N_CLASSES)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", NETWORKS)
 def test_output_is_a_finite_probability_per_class(name):
     model = create_model(name, SMALL_INPUT, N_CLASSES)
     batch = np.random.default_rng(0).random((3, *SMALL_INPUT), dtype=np.float32)
@@ -67,7 +69,7 @@ def test_output_is_a_finite_probability_per_class(name):
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", NETWORKS)
 def test_every_trainable_weight_gets_a_gradient(name):
     # One Adam step moves every weight whose gradient is non-zero by about the learning rate,
     # whatever the gradient's size: a weight that stays put received no gradient.
@@ -98,15 +100,27 @@ def test_conv_axis_time_slides_along_frames(name):
         create_model(name, (64, 200), N_CLASSES, conv_axis="diagonal")
 
 
-@pytest.mark.parametrize("name", list_models())
-def test_size_bearing_hyperparameters_change_the_network(name):
+def another_value(spec, default):
+    """A value of a search-space entry other than ``default``: another choice, or a bound."""
+    if spec["type"] == "categorical":
+        choice = next(choice for choice in spec["choices"] if choice != default and list(choice if isinstance(
+            choice, list) else [choice]) != list(default if isinstance(default, tuple) else [default]))
+        return tuple(choice) if isinstance(choice, list) else choice
+    value = spec["high"] if default != spec["high"] else spec["low"]
+    return int(value) if spec["type"] == "int" else float(value)
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_every_searchable_hyperparameter_reaches_the_network(name):
+    # Whatever a network calls its hyperparameters: each one tune may change, changed alone,
+    # changes the built network (its layers' configuration), so none is silently ignored.
     spec = get_model_spec(name)
-    default = create_model(name, (64, 64), N_CLASSES).count_params()
-    wider = {key: tuple(2 * v for v in value) if isinstance(value, tuple) else 2 * value
-             for key, value in spec.defaults.items()
-             if key in ("units", "filters", "dense_units", "lstm_units")}
-    assert wider, f"{name} exposes no width hyperparameter"
-    assert create_model(name, (64, 64), N_CLASSES, **wider).count_params() > default
+    default = create_model(name, (128, 96), N_CLASSES).to_json()
+    searchable = [key for key in spec.defaults if key in spec.search_space]
+    assert searchable, f"{name} has no searchable hyperparameter"
+    for key in searchable:
+        other = another_value(spec.search_space[key], spec.defaults[key])
+        assert create_model(name, (128, 96), N_CLASSES, **{key: other}).to_json() != default, key
 
 
 @pytest.mark.parametrize("name", sorted(PAPER_PARAMETERS))

@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.data.gtzan import GTZAN_GENRES
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 ARTIST_FILTERED = SHARED_DATA / "gtzan-splits" / "artist-filtered"
 #: Three folds of the smoke data (8 clips a genre), 0.5 s segments, train-only standardisation.

@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tests.fixtures_report import GENRES, Planter
-from tests.test_cli import assert_user_error, run_cli
+from tests.helpers import GENRES, Planter, assert_user_error, run_cli
 
 MODELS = {"fair": 0.6, "good": 0.9, "weak": 0.4}  # planted test accuracy of each model
 SEEDS = (0, 1, 2)

@@ -17,17 +17,20 @@ import pandas as pd
 import pytest
 
 from benchmark.errors import BenchmarkError
-from tests.conftest import EXCERPTS, free_port, wait_for_http, write_clip
-from tests.fixtures_serving import (
+from tests.helpers import (
+    EXCERPTS,
     PLANTED_EXPERIMENT,
+    batch_runs,
+    free_port,
     plant_champion,
     plant_run,
     run_cli,
     smoke_params,
     store_uri,
     train_smoke_batch,
+    wait_for_http,
+    write_clip,
 )
-from tests.test_end_to_end import batch_runs
 
 CHAMPION = "models:/genre-classifier@champion"
 
@@ -472,13 +475,13 @@ def test_audio_model_cuts_segments_standardises_and_votes_as_training_did(tmp_pa
     import keras
     import mlflow.pyfunc
 
+    from benchmark.audio_model import audio_model_arguments
     from benchmark.data.gtzan import GTZAN_GENRES
     from benchmark.data.normalize import Standardizer
+    from benchmark.data.preprocessing import Preprocessing, preprocessing_config
     from benchmark.data.segments import Segmenting
     from benchmark.data.tracks import load_audio
     from benchmark.evaluate import aggregate_clips
-    from benchmark.audio_model import audio_model_arguments
-    from benchmark.data.preprocessing import Preprocessing, preprocessing_config
     from benchmark.models import create_estimator
     from benchmark.tracking import quiet_mlflow
 

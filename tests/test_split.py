@@ -15,7 +15,7 @@ from benchmark.data.gtzan import GTZAN_GENRES
 from benchmark.data.split import files_split, plan_splits, read_split_lists, split_by_track, track_id_of
 from benchmark.data.tracks import Track
 from benchmark.errors import BenchmarkError
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 
 def labels_for(counts):

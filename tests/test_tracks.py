@@ -7,7 +7,7 @@ import pytest
 
 from benchmark.data.tracks import AudioDecodeError, discover_tracks, load_audio
 from benchmark.errors import BenchmarkError
-from tests.conftest import write_clip
+from tests.helpers import write_clip
 
 
 def test_gtzan_as_distributed_au_files(tmp_path):

@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.errors import BenchmarkError
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 

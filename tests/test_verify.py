@@ -20,7 +20,7 @@ from benchmark.data.verify import (
     manifest_path,
     verify_dataset,
 )
-from tests.conftest import write_clip
+from tests.helpers import write_clip
 
 
 def mixed_tree(root):

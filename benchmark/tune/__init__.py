@@ -52,8 +52,8 @@ def tune_model(
 
     from benchmark import tracking
     from benchmark.data.prepare import prepare_data
-    from benchmark.provenance import provenance_tags
     from benchmark.models import get_model_spec
+    from benchmark.provenance import provenance_tags
     from benchmark.tune.export import study_figures, write_tuned_experiment
     from benchmark.tune.space import decode_params, search_space
     from benchmark.tune.study import WorkerTask, default_storage, load_study, run_workers

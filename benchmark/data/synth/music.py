@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 STEPS_PER_BEAT = 4  # the grid is in sixteenth notes
@@ -81,7 +81,7 @@ class Hit(NamedTuple):
     symbol: str
 
 
-@lru_cache(maxsize=None)  # a handful of distinct strings, parsed once per bar otherwise
+@cache  # a handful of distinct strings, parsed once per bar otherwise
 def parse_pattern(pattern: str) -> tuple[Hit, ...]:
     """The onsets of a pattern string with their lengths, e.g. ``"x-..x..."``."""
     hits = []
