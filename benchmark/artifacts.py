@@ -13,6 +13,7 @@ import numpy as np
 from benchmark.data.features import SkippedFile
 from benchmark.data.tracks import Track
 from benchmark.evaluate import Evaluation
+from benchmark.genre_names import metric_names
 from benchmark.plots import confusion_matrix_figure, save_figure, training_curves_figure
 
 if TYPE_CHECKING:
@@ -75,11 +76,16 @@ def write_predictions(
 
 
 def write_label_encoder(folder: Path, encoder: Any) -> None:
-    """The fitted scikit-learn LabelEncoder (joblib) and its classes in readable JSON."""
+    """The fitted scikit-learn LabelEncoder (joblib) and its classes in readable JSON.
+
+    ``labels.json`` keeps each genre's original name (its folder's) and, under
+    ``metric_names``, the name its per-genre metrics use (``r&b`` -> ``r_b``).
+    """
     import joblib
 
     joblib.dump(encoder, folder / "label_encoder.joblib")
-    _write_json(folder / "labels.json", {"classes": [str(name) for name in encoder.classes_]})
+    classes = [str(name) for name in encoder.classes_]
+    _write_json(folder / "labels.json", {"classes": classes, "metric_names": metric_names(classes)})
 
 
 def write_skipped(path: Path, skipped: Sequence[SkippedFile]) -> None:

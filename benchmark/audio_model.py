@@ -14,8 +14,15 @@ all that labelling a new file needs and nothing of the training data:
 - the ``benchmark`` package itself (MLflow ``code_paths``), so the model preprocesses with the
   very code it was trained with, even where the project is not installed.
 
-Input: a DataFrame with a ``path`` column (files the serving process can read) and/or an
-``audio`` column (the file's bytes, base64); a row uses ``audio`` where it is set, else ``path``.
+Input: a DataFrame with a ``path`` column (files this process can read) and/or an ``audio``
+column (the file's bytes, base64); a row uses ``audio`` where it is set, else ``path``.
+
+``path`` is for local use only: ``predict``, or Python code that loads the model itself.
+Served over REST (``mlflow models serve``), a ``path`` row is refused with the same error
+whatever it names, before the file system is touched, so a client cannot learn which files
+exist on the server; clients send ``audio``. The server is told apart by the flag MLflow's
+scoring server sets in its process (``_MLFLOW_IS_IN_SERVING_ENVIRONMENT``); a model served by
+other means treats ``path`` as local use and must not be exposed to untrusted clients.
 Each clip goes through :func:`benchmark.data.tracks.load_audio` and
 :class:`benchmark.data.preprocessing.Preprocessing`, exactly as in training: decoded to mono at
 the training rate, spectrogram, normalised (per clip, or with the training split's per-bin
@@ -36,6 +43,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -43,6 +51,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from benchmark.data.inputs import concatenate, count, take
 from benchmark.data.preprocessing import Preprocessing
 from benchmark.data.tracks import load_audio
 from benchmark.errors import BenchmarkError
@@ -90,7 +99,7 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
                 continue
             errors.append(None)
             inputs.append(clip)
-            owners.append(np.full(len(clip), row))
+            owners.append(np.full(count(clip), row))
         probabilities = np.full((len(frame), len(self.class_names)), np.nan)
         best = np.zeros(len(frame), dtype=np.int64)
         if inputs:
@@ -98,7 +107,7 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
             # per row, exactly as the test set was scored.
             owner = np.concatenate(owners)
             rows, groups = np.unique(owner, return_inverse=True)
-            scores, labels = aggregate_clips(predict_probabilities(self.estimator, np.concatenate(inputs)),
+            scores, labels = aggregate_clips(predict_probabilities(self.estimator, concatenate(inputs)),
                                              groups, len(rows), self.preprocessing.vote)
             probabilities[rows], best[rows] = scores, labels
         return result_frame(probabilities, errors, self.class_names, best=best)
@@ -109,12 +118,26 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
             return _decode_base64_audio(str(encoded), self.params.sample_rate)
         if not _is_set(path):
             raise BenchmarkError("row has neither a path nor audio")
+        if is_served():
+            raise BenchmarkError(SERVED_PATH_REFUSED)  # one answer for every path: no file-existence oracle
         file = Path(str(path)).expanduser()
         if not file.is_file():
             raise BenchmarkError(f"no such file: {file}")
         if file.stat().st_size == 0:
             raise BenchmarkError(f"empty file: {file}")
         return load_audio(file, self.params.sample_rate)
+
+
+#: What a served model says to every ``path`` row.
+SERVED_PATH_REFUSED = ("the 'path' input is not accepted when the model is served: send the file's bytes, "
+                       "base64-encoded, in the 'audio' column")
+#: The flag MLflow's scoring server sets in its own process (``mlflow.pyfunc.scoring_server.init``).
+SERVING_FLAG = "_MLFLOW_IS_IN_SERVING_ENVIRONMENT"
+
+
+def is_served() -> bool:
+    """True inside MLflow's model server, where input comes from REST clients."""
+    return os.environ.get(SERVING_FLAG, "").strip().lower() in ("true", "1")
 
 
 def _is_set(value: object) -> bool:
@@ -138,11 +161,11 @@ def _decode_base64_audio(encoded: str, sample_rate: int) -> np.ndarray:
             raise BenchmarkError(str(error).replace(str(file), "the uploaded audio")) from None
 
 
-def predict_probabilities(estimator, features: np.ndarray) -> np.ndarray:
+def predict_probabilities(estimator, features) -> np.ndarray:
     """The estimator's class probabilities for a stack of inputs, float64, a batch at a time."""
     return np.concatenate([
-        estimator.predict_proba(features[start:start + PREDICT_BATCH], batch_size=PREDICT_BATCH)
-        for start in range(0, len(features), PREDICT_BATCH)
+        estimator.predict_proba(take(features, slice(start, start + PREDICT_BATCH)), batch_size=PREDICT_BATCH)
+        for start in range(0, count(features), PREDICT_BATCH)
     ])
 
 

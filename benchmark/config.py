@@ -39,8 +39,13 @@ from pydantic import (
 from benchmark.errors import BenchmarkError
 
 PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
-#: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power.
-REPRESENTATIONS = ("stft", "logmel")
+#: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power;
+#: ``mfcc``: ``n_mfcc`` cepstral coefficients per frame (from the log-mel); ``handcrafted``: one
+#: vector of clip statistics (the public GTZAN features table's 57, plus spectral contrast and
+#: tonnetz), per clip or per segment (:mod:`benchmark.data.handcrafted`).
+REPRESENTATIONS = ("stft", "logmel", "mfcc", "handcrafted")
+#: Representations that are sequences of frames (bins x frames), as opposed to one vector.
+FRAME_REPRESENTATIONS = ("stft", "logmel", "mfcc")
 #: ``per_clip``: each clip's dB spectrogram scaled to [0, 1] (the study); ``standardize``:
 #: per-frequency-bin mean and standard deviation, fitted on the training split only.
 NORMALIZATIONS = ("per_clip", "standardize")
@@ -83,6 +88,10 @@ class DataConfig(_Section):
     directory: str | None = None
     #: Audio is decoded to mono at this rate.
     sample_rate: PositiveInt = 22050
+    #: Clips shorter than this many seconds are skipped by runs (and reported by ``data verify``),
+    #: as truncated files are: a 30 s clip cut after its first kilobyte decodes as 0.02 s of audio.
+    #: 0.5 s keeps every short clip a segment or a test could use; GTZAN's shortest is 29.9 s.
+    min_seconds: Annotated[float, Field(ge=0.0)] = 0.5
     synth_clips_per_genre: PositiveInt = 100
     synth_seconds: PositiveFloat = 30.0
     synth_seed: int = 0
@@ -96,6 +105,14 @@ class FeaturesConfig(_Section):
     n_fft: PositiveInt = 2048
     hop_length: PositiveInt = 512
     n_mels: PositiveInt = 128
+    #: ``mfcc``: coefficients per frame (computed from ``n_mels`` mel bands).
+    n_mfcc: PositiveInt = 20
+    #: ``handcrafted``: add spectral contrast (7 bands) and tonnetz (6) means and variances after
+    #: the public table's 57 columns; false gives exactly those 57.
+    handcrafted_extras: bool = True
+    #: Give the model the handcrafted vector as a second input beside this representation's
+    #: frames (the ``combined`` network).
+    add_handcrafted: bool = False
     #: Clips are zero-padded or trimmed to exactly this many STFT frames (study: 1320).
     frames: PositiveInt = 1320
     #: Extraction processes; 0 means one per CPU core.
@@ -116,7 +133,15 @@ class FeaturesConfig(_Section):
     def _check_segments(self):
         if self.segment_hop_seconds is not None and self.segment_seconds is None:
             raise ValueError("segment_hop_seconds needs segment_seconds")
+        if self.add_handcrafted and self.representation not in FRAME_REPRESENTATIONS:
+            raise ValueError(f"add_handcrafted needs a frame representation ({', '.join(FRAME_REPRESENTATIONS)}), "
+                             f"not {self.representation!r}")
         return self
+
+    @property
+    def describe(self) -> str:
+        """The representation as the report names it: ``logmel``, ``logmel+handcrafted``, ..."""
+        return self.representation + ("+handcrafted" if self.add_handcrafted else "")
 
 
 class SplitConfig(_Section):
@@ -170,13 +195,22 @@ class RunConfig(_Section):
 
 
 class ModelSettings(_Section):
-    """One model's training overrides and hyperparameters (``[model.<name>]``)."""
+    """One model entry's settings (``[model.<name>]``): its architecture, training overrides,
+    input overrides and hyperparameters.
+
+    The entry's name is what runs, reports and summaries call it; ``architecture`` names the
+    registered model it builds (default: the entry's own name), so one architecture may appear
+    twice in a batch with different inputs (``[model.crnn-mfcc] architecture = "crnn"``).
+    """
 
     model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
+    architecture: str | None = None
     epochs: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     learning_rate: PositiveFloat | None = None
+    #: Any ``[features]`` key, for this model only (``[model.svm.features] representation = ...``).
+    features: dict[str, Any] | None = Field(default=None, strict=False)
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -246,9 +280,29 @@ class ExperimentConfig(_Section):
     model: dict[str, ModelSettings] = {}
     tuning: TuningConfig = TuningConfig()
 
+    @model_validator(mode="after")
+    def _check_model_features(self):
+        for name in self.model:
+            self.features_for(name)  # an unknown or invalid key fails here, named
+        return self
+
     def model_settings(self, name: str) -> ModelSettings:
         """The ``[model.<name>]`` table, or an empty one."""
         return self.model.get(name, ModelSettings())
+
+    def architecture_of(self, name: str) -> str:
+        """The registered model a model entry builds: its ``architecture``, else its own name."""
+        return self.model_settings(name).architecture or name
+
+    def features_for(self, name: str) -> FeaturesConfig:
+        """The input settings of one model entry: ``[features]`` with its own overrides applied."""
+        own = self.model_settings(name).features
+        if not own:
+            return self.features
+        try:
+            return FeaturesConfig.model_validate({**self.features.model_dump(), **own})
+        except ValidationError as error:
+            raise ValueError(f"model.{name}.features: {_describe(error)}") from None
 
     def training_for(self, name: str) -> TrainConfig:
         """Training settings for one model: the shared ones with its own overrides applied."""
@@ -366,27 +420,39 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
 
     for name in config.run.models:
         try:
-            get_model_spec(name)
+            get_model_spec(config.architecture_of(name))
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: run.models: {error}") from None
-    for name, settings in config.model.items():
+    for name in dict.fromkeys([*config.run.models, *config.model]):
+        settings = config.model_settings(name)
+        architecture = config.architecture_of(name)
         try:
-            resolve_hyperparameters(name, settings.hyperparameters)
+            spec = get_model_spec(architecture)
+            resolve_hyperparameters(architecture, settings.hyperparameters)
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: model.{name}: {error}") from None
+        given = [key for key in TRAINING_KEYS if getattr(settings, key) is not None]
+        unused = sorted(set(given) - set(spec.adapter.training_keys))
+        if unused:
+            raise BenchmarkError(
+                f"{origin}: model.{name}: a {spec.kind} model has no {', '.join(unused)} "
+                f"(it trains without epochs or batches)"
+            )
+        if missing := spec.adapter.missing_inputs(config.features_for(name)):
+            raise BenchmarkError(f"{origin}: model.{name}: {missing}")
     for name, table in (config.tuning.model_extra or {}).items():
         if not isinstance(table, Mapping):
             raise BenchmarkError(f"{origin}: unknown key 'tuning.{name}'")
         try:
-            get_model_spec(name)
-            tunable = set(get_model_spec(name).defaults) | set(TRAINING_KEYS)
-            for key, spec in table.items():
+            spec = get_model_spec(config.architecture_of(name))
+            tunable = set(spec.defaults) | set(spec.adapter.training_keys)
+            for key, distribution in table.items():
                 if key not in tunable:
                     raise BenchmarkError(
                         f"unknown hyperparameter {key!r} for model {name!r}; "
                         f"tunable: {', '.join(sorted(tunable))}"
                     )
-                Distribution.model_validate(spec)
+                Distribution.model_validate(distribution)
         except ValidationError as error:
             raise BenchmarkError(f"{origin}: tuning.{name}.{key}: {_describe(error)}") from None
         except BenchmarkError as error:

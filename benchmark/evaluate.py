@@ -18,6 +18,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 from benchmark.config import VOTES
+from benchmark.data import inputs
+from benchmark.genre_names import metric_names
 
 
 @dataclass
@@ -48,18 +50,19 @@ def evaluate_model(
     """
     if vote not in VOTES:  # before the (slow) predictions below
         raise ValueError(f"unknown vote {vote!r} ({', '.join(VOTES)})")
-    estimator.predict_proba(x[:batch_size], batch_size=batch_size)
+    estimator.predict_proba(inputs.take(x, slice(0, batch_size)), batch_size=batch_size)
     started = time.perf_counter()
     probabilities = estimator.predict_proba(x, batch_size=batch_size)
     seconds = time.perf_counter() - started
+    n_inputs = inputs.count(x)
     if clips is None:
-        clips = np.arange(len(x))
+        clips = np.arange(n_inputs)
     clip_ids, first, groups = np.unique(clips, return_index=True, return_inverse=True)
     truth = np.asarray(y)[first]
     votes = {method: aggregate_clips(probabilities, groups, len(clip_ids), method) for method in VOTES}
     scores, predicted = votes[vote]
     metrics = classification_metrics(truth, predicted, class_names)
-    if len(clip_ids) < len(x):  # segments: the segment-level view and both votes, side by side
+    if len(clip_ids) < n_inputs:  # segments: the segment-level view and both votes, side by side
         segment_predicted = probabilities.argmax(axis=1)
         metrics["segment_accuracy"] = float(accuracy_score(y, segment_predicted))
         metrics["segment_macro_f1"] = float(f1_score(y, segment_predicted, labels=np.arange(len(class_names)),
@@ -103,7 +106,11 @@ def aggregate_clips(
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]
 ) -> dict[str, float]:
-    """Accuracy, macro F1 and per-class precision/recall/F1 as a flat ``{name: value}`` dict."""
+    """Accuracy, macro F1 and per-class precision/recall/F1 as a flat ``{name: value}`` dict.
+
+    Per-class keys use each genre's metric name (:func:`benchmark.genre_names.metric_names`):
+    a folder called ``r&b`` gives ``f1_r_b``, since MLflow refuses ``&`` in a metric name.
+    """
     labels = np.arange(len(class_names))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
@@ -112,7 +119,7 @@ def classification_metrics(
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
     }
-    for index, name in enumerate(class_names):
+    for index, name in enumerate(metric_names(class_names).values()):
         metrics[f"precision_{name}"] = float(precision[index])
         metrics[f"recall_{name}"] = float(recall[index])
         metrics[f"f1_{name}"] = float(f1[index])

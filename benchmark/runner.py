@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmark.config import ExperimentConfig
-from benchmark.data.prepare import PreparedData, prepare_data
+from benchmark.data.prepare import PreparedData, prepare_models
 from benchmark.unit import Unit, fit_and_score, model_setup, run_label, run_name, run_params, run_tags
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,9 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
     with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id:
         tracking.log_params(run_params(config, prepared, data, setup))
         tracking.log_data_inputs(prepared.source.name, prepared.source.uri, prepared.features.fingerprint)
-        log.info("%s: training %d epochs on %d inputs of %d clips (run %s)", run_label(unit, data),
-                 setup.training.epochs, len(data.subset("train").y), len(data.split.train), run_id)
+        fitting = f"training {setup.training.epochs} epochs" if "epochs" in setup.training_keys else "fitting"
+        log.info("%s: %s on %d inputs of %d clips (run %s)", run_label(unit, data), fitting,
+                 len(data.subset("train").y), len(data.split.train), run_id)
         result = fit_and_score(config, prepared, unit, setup=setup, callbacks=[tracking.epoch_logger()])
         uris = tracking.log_run(result, config)
     metrics = result.evaluation.metrics
@@ -89,17 +90,18 @@ def run_experiment(
     tracking.connect(uri)  # Before the slow part: a bad tracking URI fails in a second.
     experiment_id = tracking.ensure_experiment(config.name, uri)
     setups = {name: model_setup(config, name) for name in model_names}
-    prepared = prepare_data(config, progress=progress)
+    prepared = prepare_models(config, model_names, progress=progress)
+    first = prepared[model_names[0]]
     batch_id = tracking.new_batch_id()
-    splits = len(prepared.plan.splits)
+    splits = len(first.plan.splits)
     log.info("batch %s: %s x seeds %s%s -> %s", batch_id, ", ".join(model_names),
              list(config.run.seeds), f" x {splits} folds" if splits > 1 else "", uri)
     for name, setup in setups.items():
         log.info("  %s: %s", name, setup.describe())
     runs = [
-        run_unit(config, prepared, Unit(name, seed, index), experiment_id=experiment_id, batch_id=batch_id)
+        run_unit(config, prepared[name], Unit(name, seed, index), experiment_id=experiment_id, batch_id=batch_id)
         for index in range(splits)
         for name in model_names
         for seed in config.run.seeds
     ]
-    return BatchResult(batch_id, uri, experiment_id, prepared.plan.protocol, runs)
+    return BatchResult(batch_id, uri, experiment_id, first.plan.protocol, runs)

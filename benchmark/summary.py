@@ -7,6 +7,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from benchmark.redaction import redact
+
 if TYPE_CHECKING:
     from benchmark.runner import BatchResult, RunSummary
 
@@ -61,7 +63,7 @@ def print_summary(outcome: BatchResult, *, experiment_name: str) -> None:
         print(f"over {over} (mean ± standard deviation, 95% confidence interval of the mean):")
         print(seed_spread(table).to_string(index=False))
     print()
-    uri = outcome.tracking_uri
+    uri = redact(outcome.tracking_uri)  # a tracking server's password is never printed
     if urlparse(uri).scheme in ("http", "https"):
         print(f"results: {uri}/#/experiments/{outcome.experiment_id}")
     else:

@@ -9,9 +9,11 @@ training run is, and which batch is the latest, are defined here once. Layering 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -22,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from benchmark.errors import BenchmarkError
-from benchmark.paths import mlruns_dir, slug
+from benchmark.errors import BenchmarkError, causes, refused_by_storage
+from benchmark.paths import ensure_writable_folder, mlruns_dir, slug
 from benchmark.provenance import pinned_requirements
+from benchmark.redaction import has_credentials, install_log_redaction, redact
 
 if TYPE_CHECKING:
     from benchmark.config import ExperimentConfig
@@ -39,6 +42,9 @@ TRAINING_RUN = "train"
 TRAINING_RUNS_FILTER = f"tags.run_kind = '{TRAINING_RUN}'"
 #: The form of a ``batch_id`` (``new_batch_id``), checked before it goes into a search filter.
 _BATCH_ID = re.compile(r"[\w.-]+")
+#: How long a command waits for another one that is creating the same local store (its schema
+#: migrations take seconds); past that, the lock is reported rather than waited on forever.
+STORE_LOCK_SECONDS = 300
 
 
 def default_tracking_uri() -> str:
@@ -51,39 +57,95 @@ def resolve_tracking_uri(explicit: str | None = None) -> str:
     return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
-def connect(uri: str) -> None:
+def connect(uri: str, *, writable: bool = True) -> None:
     """Point MLflow at ``uri``, failing fast with one clear line where it cannot be used.
 
     MLflow's own client retries an unreachable server for minutes before giving up; a short
-    health check first turns that into an immediate, readable error.
+    health check first turns that into an immediate, readable error. A local SQLite store is
+    checked for writing first (``writable``: commands that only read skip that), so a
+    read-only store fails before any slow work rather than after it, and is created (its
+    schema migrated) under a file lock: two commands starting together on a new store would
+    otherwise both run MLflow's migrations and one would crash. A URL's password is never
+    shown: error lines redact it, and MLflow's own log lines and printed run links are kept
+    from showing it.
     """
     import mlflow
 
+    install_log_redaction(logging.getLogger("mlflow"))  # MLflow's handler does not reach the root's
+    # MLflow logs every failed database session with its whole traceback, then raises the same
+    # error: which becomes one line here (a full disk), or keeps its traceback (a bug).
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    if has_credentials(uri):
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run at <url>" lines
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         _check_server(uri)
-    elif scheme == "sqlite":
-        database = Path(uri.removeprefix("sqlite:///"))
-        try:
-            database.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise BenchmarkError(f"cannot create the tracking store {database.parent}: {error}") from None
     mlflow.set_tracking_uri(uri)
+    if scheme == "sqlite":
+        database = _database_path(uri)
+        if writable:
+            _check_writable_database(database)
+            with _store_creation_lock(database):
+                _first_connection(uri)
+        else:
+            _first_connection(uri)
 
 
-def open_existing_store(tracking_uri: str | None) -> str:
+def _database_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def _check_writable_database(database: Path) -> None:
+    """The store's folder, its artifacts folder, and its database file where it exists, accept
+    writes (else one line)."""
+    hint = "pass another --tracking-uri (or set MLFLOW_TRACKING_URI)"
+    ensure_writable_folder(database.parent, "tracking store folder", hint=hint)
+    ensure_writable_folder(database.parent / "artifacts", "tracking store's artifacts folder", hint=hint)
+    if database.exists():
+        try:  # opening for writing truncates nothing and writes nothing
+            os.close(os.open(database, os.O_WRONLY))
+        except OSError as error:
+            raise BenchmarkError(f"cannot write to the tracking store {database}: {error.strerror}") from None
+
+
+@contextmanager
+def _store_creation_lock(database: Path) -> Iterator[None]:
+    """Hold ``<database>.lock`` for the block: one process at a time creates or migrates a store."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(database.with_name(database.name + ".lock"), timeout=STORE_LOCK_SECONDS)
+    try:
+        with lock:
+            yield
+    except Timeout:
+        raise BenchmarkError(f"another command has held {lock.lock_file} for {STORE_LOCK_SECONDS} s; "
+                             "is it stuck creating the tracking store?") from None
+
+
+def _first_connection(uri: str) -> None:
+    """Open the store, which creates its tables (or checks its schema): errors become one line."""
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as error:  # noqa: BLE001  MLflow, SQLAlchemy and sqlite3 raise their own types
+        raise BenchmarkError(f"cannot open the tracking store {redact(uri)}: {_first_line(error)}") from None
+
+
+def open_existing_store(tracking_uri: str | None, *, writable: bool = True) -> str:
     """Connect to a store that must already exist; returns its URI.
 
     Commands that only read (report, promote, predict) must not leave an empty ``mlruns/``
-    behind in whatever folder they ran in.
+    behind in whatever folder they ran in. ``writable=False`` is for those that never write
+    to it (``predict``): a read-only store serves them.
     """
     uri = resolve_tracking_uri(tracking_uri)
-    if urlparse(uri).scheme == "sqlite" and not Path(uri.removeprefix("sqlite:///")).is_file():
+    if urlparse(uri).scheme == "sqlite" and not _database_path(uri).is_file():
         raise BenchmarkError(
-            f"no tracking store at {uri}: run `python -m benchmark run` here first, or pass "
+            f"no tracking store at {redact(uri)}: run `python -m benchmark run` here first, or pass "
             "--tracking-uri (or set MLFLOW_TRACKING_URI)"
         )
-    connect(uri)
+    connect(uri, writable=writable)
     return uri
 
 
@@ -94,12 +156,12 @@ def _check_server(uri: str) -> None:
         response = requests.get(uri.rstrip("/") + "/health", timeout=5)
     except requests.RequestException as error:
         raise BenchmarkError(
-            f"cannot reach the MLflow tracking server at {uri} ({type(error).__name__}); "
+            f"cannot reach the MLflow tracking server at {redact(uri)} ({type(error).__name__}); "
             "start it or pass another --tracking-uri"
         ) from None
     if response.status_code != 200:
         raise BenchmarkError(
-            f"{uri} answered {response.status_code} to /health: is it an MLflow tracking server?"
+            f"{redact(uri)} answered {response.status_code} to /health: is it an MLflow tracking server?"
         )
 
 
@@ -108,20 +170,25 @@ def ensure_experiment(name: str, uri: str) -> str:
 
     With a local SQLite store its artifacts go to ``<store folder>/artifacts/<name>``: left
     unset, MLflow would put them in ``./mlruns`` of whatever the working directory happens to be.
+    Another command may create it at the same moment: whichever loses that race uses the winner's.
     """
     import mlflow
+    from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
     try:
         experiment = mlflow.get_experiment_by_name(name)
-        if experiment is not None:
-            if experiment.lifecycle_stage == "deleted":
-                raise BenchmarkError(
-                    f"MLflow experiment {name!r} is deleted; restore it or rename the experiment"
-                )
-            return experiment.experiment_id
-        return mlflow.create_experiment(name, artifact_location=_artifact_location(name, uri))
+        if experiment is None:
+            try:
+                return mlflow.create_experiment(name, artifact_location=_artifact_location(name, uri))
+            except mlflow.exceptions.MlflowException as error:
+                if error.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                    raise
+            experiment = mlflow.get_experiment_by_name(name)  # created by a concurrent command
+        if experiment.lifecycle_stage == "deleted":
+            raise BenchmarkError(f"MLflow experiment {name!r} is deleted; restore it or rename the experiment")
+        return experiment.experiment_id
     except mlflow.exceptions.MlflowException as error:
-        raise BenchmarkError(f"tracking store {uri}: {error.message.splitlines()[0]}") from None
+        raise BenchmarkError(f"tracking store {redact(uri)}: {error.message.splitlines()[0]}") from None
 
 
 def _artifact_location(name: str, uri: str) -> str | None:
@@ -144,14 +211,118 @@ def tracked_run(
 
     With ``parent_run_id`` it is a child run (a tuning trial), also from another process. An
     exception inside marks the run FAILED (KILLED on Ctrl-C) instead of leaving it RUNNING.
+
+    A write that fails for want of space or permission (a full disk, a read-only store), in the
+    store or in the artifacts, becomes one :class:`BenchmarkError` line: see
+    :func:`_storage_failure`.
     """
     import mlflow
 
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
-        nested=parent_run_id is not None, parent_run_id=parent_run_id,
-    ) as run:
-        yield run.info.run_id
+    run = None
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
+            nested=parent_run_id is not None, parent_run_id=parent_run_id,
+        ) as run:
+            yield run.info.run_id
+    except Exception as error:
+        reason = _storage_failure(error)
+        if reason is None:
+            raise
+        outcome = "" if run is None else "; " + _fail_after_storage_error(run, out_of_space=_out_of_space(error))
+        raise BenchmarkError(f"{run_name}: {reason}{outcome}") from None
+
+
+#: sqlite's own words for a store it cannot write, and what to call them.
+_SQLITE_WRITE_FAILURES = {
+    "database or disk is full": "No space left on device",
+    "attempt to write a readonly database": "Read-only database",
+    "unable to open database file": "Cannot open the database file",
+    "disk i/o error": "Disk I/O error",
+}
+
+
+def _storage_failure(error: BaseException) -> str | None:
+    """One line saying which write failed and why, where ``error`` is a storage failure; else None.
+
+    Storage failures are the disk refusing a file (:func:`benchmark.errors.refused_by_storage`:
+    no space, read-only, no permission), or sqlite's report of the same about the store's
+    database (naming the store). Anything else is not the user's disk and keeps its traceback.
+    """
+    if refused := refused_by_storage(error):
+        return f"cannot write {redact(refused)}"
+    for cause in causes(error):
+        text = str(cause).lower()
+        for words, reason in _SQLITE_WRITE_FAILURES.items():
+            if words in text:
+                import mlflow
+
+                return f"cannot write to the tracking store {redact(mlflow.get_tracking_uri())}: {reason}"
+    return None
+
+
+def _out_of_space(error: BaseException) -> bool:
+    return any((isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT))
+               or "database or disk is full" in str(cause).lower() for cause in causes(error))
+
+
+def _fail_after_storage_error(run, *, out_of_space: bool) -> str:
+    """End ``run`` FAILED where the store can still be written; says what became of it.
+
+    Out of space, the run's artifacts and logged models are incomplete (a model file cut off
+    mid-copy cannot be loaded), so they are removed first: that also frees the room the store
+    needs to record FAILED. A run that cannot be ended stays RUNNING, and the line says so.
+    """
+    from mlflow import MlflowClient
+
+    client, run_id = MlflowClient(), run.info.run_id
+    removed = _remove_local_artifacts(client, run) if out_of_space else False
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status="FAILED")
+    except Exception as error:  # noqa: BLE001  the store refuses writes: say so, do not mask the cause
+        log.debug("cannot end run %s: %s", run_id, error)
+        return f"run {run_id} could not be marked FAILED (the store cannot be written) and shows as RUNNING"
+    return f"run {run_id} is marked FAILED" + (" and its incomplete artifacts were removed" if removed else "")
+
+
+def _remove_local_artifacts(client, run) -> bool:
+    """Delete the local artifact folders of ``run`` and of the models it logged; True if any were.
+
+    Only ``file:`` locations inside the run's own experiment folder are touched.
+    """
+    experiment = client.get_experiment(run.info.experiment_id)
+    root = _local_path(experiment.artifact_location)
+    if root is None:
+        return False
+    folders = [_local_path(run.info.artifact_uri)]
+    try:
+        models = client.search_logged_models([run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        folders += [_local_path(model.artifact_location) for model in models]
+    except Exception as error:  # noqa: BLE001  reading the store may fail too: remove what is known
+        log.debug("cannot list the models of run %s: %s", run.info.run_id, error)
+    removed = False
+    for folder in folders:
+        # ``<root>/<run id>/artifacts``, ``<root>/models/<model id>/artifacts``: the id's folder goes.
+        if (folder is not None and folder.name == "artifacts" and folder.parent != root
+                and folder.parent.is_relative_to(root)):
+            shutil.rmtree(folder.parent, ignore_errors=True)
+            removed = True
+    return removed
+
+
+def _local_path(uri: str | None) -> Path | None:
+    if not uri or urlparse(uri).scheme != "file":
+        return None
+    from urllib.request import url2pathname
+
+    return Path(url2pathname(urlparse(uri).path)).resolve()
+
+
+def _first_line(error: BaseException) -> str:
+    text = redact(str(getattr(error, "message", None) or error).strip())
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def set_tags(tags: Mapping[str, str]) -> None:
@@ -242,10 +413,14 @@ def log_native_model(estimator, example_input, example_output) -> str:
     from mlflow.models import infer_signature
 
     flavor = importlib.import_module(f"mlflow.{estimator.flavor}")
-    signature = infer_signature(example_input, example_output.astype("float32"))
+    # Optional members of the estimator protocol: what the native model itself takes (a
+    # pipeline: flattened rows), and flavour-specific options of its log_model.
+    native_input = getattr(estimator, "native_input", lambda x: x)(example_input)
+    options = getattr(estimator, "native_log_options", dict)()
+    signature = infer_signature(native_input, example_output.astype("float32"))
     info = flavor.log_model(
         estimator.native, name="model", signature=signature,
-        pip_requirements=pinned_requirements(*estimator.requirements, "numpy"),
+        pip_requirements=pinned_requirements(*estimator.requirements, "numpy"), **options,
     )
     # The run points at its model, so reports and `predict` can find it from the run alone.
     set_tags({"model_uri": info.model_uri})

@@ -10,10 +10,8 @@ training and validation inputs alone, the tests call it directly. It returns a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from benchmark.config import ExperimentConfig, TrainConfig
 from benchmark.data.split import SPLIT_NAMES
@@ -27,7 +25,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Unit:
-    """One run of a batch: a model entry, a seed, and which split of the plan (0 without folds)."""
+    """One run of a batch: a model entry, a seed, and which split of the plan (0 without folds).
+
+    The entry is the experiment's name for the model (``crnn-mfcc``); its architecture, the
+    registered model it builds, may differ (``crnn``).
+    """
 
     model: str
     seed: int
@@ -36,23 +38,33 @@ class Unit:
 
 @dataclass(frozen=True)
 class ModelSetup:
-    """A model entry's effective settings: resolved hyperparameters and training values."""
+    """A model entry's effective settings: architecture, hyperparameters, training values, input."""
 
     hyperparameters: Mapping[str, Any]
     training: TrainConfig
+    architecture: str = ""
+    #: The input representation as reports name it (``logmel``, ``handcrafted``, ...).
+    representation: str = ""
+    #: Which training settings the model uses (a classical learner: none).
+    training_keys: tuple[str, ...] = ("epochs", "batch_size", "learning_rate")
 
     def describe(self) -> str:
         """One line of every value, as a batch prints it before it starts."""
-        values = {**self.training.model_dump(), **self.hyperparameters}
-        return ", ".join(f"{key}={_plain(value)}" for key, value in values.items())
+        training = {key: value for key, value in self.training.model_dump().items() if key in self.training_keys}
+        values = {"architecture": self.architecture, "input": self.representation, **training,
+                  **self.hyperparameters}
+        return ", ".join(f"{key}={_plain(value)}" for key, value in values.items() if value != "")
 
 
 def model_setup(config: ExperimentConfig, model_name: str) -> ModelSetup:
-    """The hyperparameters (defaults filled in) and training settings a model entry runs with."""
-    from benchmark.models import resolve_hyperparameters
+    """The hyperparameters (defaults filled in), training settings and input a model entry runs with."""
+    from benchmark.models import get_model_spec, resolve_hyperparameters
 
-    hyperparameters = resolve_hyperparameters(model_name, config.model_settings(model_name).hyperparameters)
-    return ModelSetup(hyperparameters, config.training_for(model_name))
+    architecture = config.architecture_of(model_name)
+    hyperparameters = resolve_hyperparameters(architecture, config.model_settings(model_name).hyperparameters)
+    return ModelSetup(hyperparameters, config.training_for(model_name), architecture,
+                      config.features_for(model_name).describe,
+                      tuple(get_model_spec(architecture).adapter.training_keys))
 
 
 @dataclass
@@ -88,11 +100,14 @@ class RunResult:
         return preprocessing_config(
             self.prepared.params, segmenting=self.prepared.segmenting, vote=self.prepared.vote,
             normalisation=standardizer.to_dict() if standardizer else None,
+            handcrafted_input=self.prepared.handcrafted is not None,
         )
 
-    def example_inputs(self, count: int = 2) -> np.ndarray:
+    def example_inputs(self, count: int = 2):
         """A few test inputs, float32: the logged model's signature example."""
-        return self.data.subset("test").x[:count].astype(np.float32)
+        from benchmark.data.inputs import as_float32, take
+
+        return as_float32(take(self.data.subset("test").x, slice(0, count)))
 
 
 def fit_and_score(
@@ -112,6 +127,7 @@ def fit_and_score(
     ``label`` names the run in log lines (default: ``<model> seed <seed>[ fold <k>]``).
     A loss that became NaN or infinite is a :class:`BenchmarkError`.
     """
+    from benchmark.data.inputs import shape_of
     from benchmark.evaluate import evaluate_model
     from benchmark.models import create_estimator
 
@@ -119,7 +135,8 @@ def fit_and_score(
     data = prepared.split(unit.split_index)
     train, valid, test = (data.subset(name) for name in SPLIT_NAMES)
     label = label or run_label(unit, data)
-    estimator = create_estimator(unit.model, train.x.shape[1:], len(prepared.class_names), **setup.hyperparameters)
+    estimator = create_estimator(setup.architecture or unit.model, shape_of(train.x), len(prepared.class_names),
+                                 **setup.hyperparameters)
     fit = estimator.fit(train.x, train.y, valid.x, valid.y, training=setup.training, seed=unit.seed,
                         callbacks=callbacks, label=label)
     if not fit.finite:
@@ -146,6 +163,9 @@ def run_tags(config: ExperimentConfig, prepared: PreparedData, unit: Unit, data:
     """What identifies a run: model, seed, fold, experiment, data fingerprint and split."""
     return {
         "model": unit.model,
+        "architecture": config.architecture_of(unit.model),
+        "model_kind": _kind_of(config.architecture_of(unit.model)),
+        "representation": config.features_for(unit.model).describe,
         "seed": str(unit.seed),
         "experiment": config.name,
         "data_fingerprint": prepared.features.fingerprint,
@@ -158,21 +178,30 @@ def run_tags(config: ExperimentConfig, prepared: PreparedData, unit: Unit, data:
 
 def run_params(config: ExperimentConfig, prepared: PreparedData, data: SplitData, setup: ModelSetup) -> dict:
     """What a run is: the whole config, the model's resolved hyperparameters, the data's shape."""
+    from benchmark.data.inputs import shape_of
+
     sizes = {name: len(data.split.indices(name)) for name in SPLIT_NAMES}
     inputs = {name: len(data.subset(name).y) for name in SPLIT_NAMES}
     return (
         config.flat()
         | {f"hp.{key}": value for key, value in setup.hyperparameters.items()}
         | {f"effective.{key}": value for key, value in setup.training.model_dump().items()}
+        | {f"effective.features.{key}": value for key, value in asdict(prepared.params).items()}
         | {f"tracks.{name}": size for name, size in sizes.items()}
         | {f"inputs.{name}": size for name, size in inputs.items()}
         | {"tracks.skipped": len(prepared.features.skipped),
            "tracks.listed_but_missing": len(prepared.plan.missing),
            "tracks.unlisted": len(prepared.plan.unlisted),
            "split.fold_index": "" if data.fold is None else data.fold,
-           "input_shape": str(tuple(prepared.features.inputs.shape[1:])),
+           "input_shape": str(shape_of(data.subset("train").x)),
            "n_classes": len(prepared.class_names)}
     )
+
+
+def _kind_of(architecture: str) -> str:
+    from benchmark.models import get_model_spec
+
+    return get_model_spec(architecture).kind
 
 
 def _plain(value: Any) -> str:

@@ -35,6 +35,11 @@ MODULE_SOURCE = textwrap.dedent('''
         flavor = "sklearn"
         requirements = ("scikit-learn", "joblib")
         suffix = ".planted-joblib"
+        training_keys = ()
+
+        @classmethod
+        def missing_inputs(cls, features):
+            return None
 
         def __init__(self, build, input_shape, n_classes, hyperparameters, model=None):
             self.n_classes = n_classes

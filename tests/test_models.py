@@ -37,7 +37,7 @@ def test_registry_holds_the_four_networks_of_the_study():
 
 
 def test_unknown_model_names_the_registered_ones():
-    with pytest.raises(BenchmarkError, match="unknown model 'resnet'.*cnn1d, cnn2d, crnn, fcnn"):
+    with pytest.raises(BenchmarkError, match="unknown model 'resnet'.*cnn1d, cnn2d, combined, crnn, fcnn"):
         create_model("resnet", SMALL_INPUT, N_CLASSES)
 
 
@@ -128,3 +128,27 @@ def test_parameter_counts_at_the_papers_input_size(name):
     model = create_model(name, (1025, 1320), 10)
     assert model.count_params() == PAPER_PARAMETERS[name]
     keras.utils.clear_session(free_memory=True)
+
+
+def test_combined_network_takes_frames_and_a_scaled_handcrafted_vector():
+    # Runs on every backend (tox's matrix): two named inputs, and the vector branch standardised by
+    # a Normalization layer adapted on the training vectors.
+    from benchmark.models import create_estimator
+
+    shapes = {"frames": SMALL_INPUT, "handcrafted": (7,)}
+    keras.utils.set_random_seed(0)
+    estimator = create_estimator("combined", shapes, N_CLASSES)
+    assert estimator.kind == "combined"
+    model = estimator.build()
+    assert sorted(layer.name for layer in model.inputs) == ["frames", "handcrafted"]
+    rng = np.random.default_rng(2)
+    x = {"frames": rng.random((8, *SMALL_INPUT), dtype=np.float32),
+         "handcrafted": (1000.0 * rng.random((8, 7))).astype(np.float32)}
+    estimator.adapt(model, x)
+    scale = model.get_layer("handcrafted_scale")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(scale.mean).ravel(), x["handcrafted"].mean(axis=0),
+                               rtol=1e-4)
+    probabilities = estimator.predict_proba(x)
+    assert probabilities.shape == (8, N_CLASSES) and np.all(np.isfinite(probabilities))
+    with pytest.raises(BenchmarkError, match="combined.*takes 'frames' and 'handcrafted'"):
+        create_model("combined", SMALL_INPUT, N_CLASSES)

@@ -137,12 +137,20 @@ def test_kfold_on_gtzan_sized_data_has_ten_stratified_folds():
         assert (len(split.train), len(split.valid)) == (720, 180)
 
 
-@pytest.mark.parametrize(("folds", "counts"), [(5, [20, 5]), (10, [3, 30]), (2, [20, 3])])
+@pytest.mark.parametrize(("folds", "counts"), [(5, [20, 4]), (10, [3, 30]), (2, [20, 3]), (3, [2, 9])])
 def test_kfold_with_too_few_tracks_per_genre_names_the_genre(folds, counts):
     labels = labels_for(counts)
     scarce = f"genre{counts.index(min(counts))}"
     with pytest.raises(BenchmarkError, match=scarce):
         kfold_plan(labels, folds=folds)
+
+
+@pytest.mark.parametrize(("folds", "per_genre"), [(3, 3), (5, 5), (2, 4)])
+def test_kfold_needs_only_a_track_per_fold_and_one_each_to_train_and_validate(folds, per_genre):
+    # The fewest tracks a genre can have: three folds of three clips test, validate and train on one each.
+    plan = kfold_plan(labels_for([per_genre] * 10), folds=folds, valid_fraction=0.5)
+    for split in plan.splits:
+        assert len(split.test) >= 10 and len(split.valid) >= 10 and len(split.train) >= 10
 
 
 # --- files -----------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ Verbs that train live in :mod:`.training`, data set tools in :mod:`.data`, verbs
 results in :mod:`.results`, options they share in :mod:`.options`.
 
 Only the standard library is imported at start-up, so ``--help`` answers at once; each verb
-imports what it needs when it runs. A :class:`BenchmarkError` becomes one line on stderr and
-exit status 2.
+imports what it needs when it runs. A :class:`BenchmarkError`, or the disk refusing a file (full,
+read-only, no permission), becomes one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 
 from benchmark.cli import data, results, training
-from benchmark.errors import BenchmarkError
+from benchmark.errors import BenchmarkError, refused_by_storage
+from benchmark.redaction import install_log_redaction, redact
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -31,10 +32,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Each new network is traced afresh by design; TensorFlow's retracing advice is noise here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # URLs with a password (a PostgreSQL storage, a tracking server) are user input: no log line
+    # and no error line may show the password, whichever module wrote it.
+    install_log_redaction()
     try:
         return args.handler(args) or 0
     except BenchmarkError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {redact(str(error))}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except OSError as error:
+        # A full disk, a read-only folder, no permission (writing a cache entry in a worker, a
+        # report, an export): the user's to fix, so one line too. Other OS errors are bugs.
+        refused = refused_by_storage(error)
+        if refused is None:
+            raise
+        print(f"error: {redact(refused)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

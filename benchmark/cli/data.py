@@ -1,7 +1,8 @@
-"""Verbs about data sets: synth (write the embedded synthetic set), verify, download."""
+"""Verbs about data sets: synth (write the embedded synthetic set), verify, download, features."""
 
 from __future__ import annotations
 
+from benchmark.cli.features import add_features
 from benchmark.cli.options import add_split_and_override_options
 
 
@@ -23,6 +24,7 @@ def add_data(verbs) -> None:
     synth.set_defaults(handler=_synth)
     add_verify(tools)
     add_download(tools)
+    add_features(tools)
 
 
 def _synth(args) -> int:
@@ -49,9 +51,11 @@ def add_verify(tools) -> None:
         "verify",
         help="check a data set: counts, formats, undecodable files, duplicates",
         description="Decode every audio file under DIR and report per-genre counts and durations, sample "
-        "rates and channels, undecodable files and exact duplicates (identical decoded audio), warning "
-        "where duplicates fall in different splits of the experiment's protocol. Writes a manifest CSV "
-        "that runs reuse. Exit status: 0 clean, 1 undecodable files or duplicates found, 2 user error.",
+        "rates and channels, the files runs would skip (undecodable, truncated, shorter than "
+        "data.min_seconds), genre names that metric names spell otherwise, and exact duplicates "
+        "(identical decoded audio), warning where duplicates fall in different splits of the experiment's "
+        "protocol. Writes a manifest CSV that runs reuse. Exit status: 0 clean, 1 any of these found or the "
+        "split check not possible, 2 user error.",
     )
     verify.add_argument("dir", metavar="DIR", help="folder-per-genre audio tree")
     verify.add_argument("--experiment", default="paper", metavar="NAME_OR_FILE",
@@ -75,9 +79,10 @@ def _verify(args) -> int:
         # A named split folder that is missing or incomplete is a user error, not a finding.
         read_split_lists(config.split.split_dir)
     report = verify_dataset(args.dir, split_config=config.split, workers=args.workers,
-                            progress=not args.no_progress, copy_to=args.manifest)
+                            progress=not args.no_progress, copy_to=args.manifest,
+                            min_seconds=config.data.min_seconds)
     print("\n".join(report.summary_lines()))
-    return 0 if report.clean else 1
+    return report.exit_status
 
 
 def add_download(tools) -> None:

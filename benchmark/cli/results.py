@@ -57,11 +57,12 @@ def add_ui(verbs) -> None:
 def _ui(args) -> int:
     import subprocess
 
+    from benchmark.redaction import redact
     from benchmark.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     address = f"http://127.0.0.1:{args.port}"
-    print(f"MLflow UI for {uri} at {address} (Ctrl-C stops it)")
+    print(f"MLflow UI for {redact(uri)} at {address} (Ctrl-C stops it)")
     if latest := _latest_experiment_page(uri, args.experiment):
         print(f"  {latest[0]}: {address}/#/experiments/{latest[1]}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
@@ -77,7 +78,7 @@ def _latest_experiment_page(uri: str, experiment: str | None) -> tuple[str, str]
     from benchmark import tracking
 
     try:
-        tracking.open_existing_store(uri)
+        tracking.open_existing_store(uri, writable=False)  # the UI only reads: a read-only store will do
         batch = tracking.find_batch(experiment)
     except BenchmarkError as error:
         if experiment is not None:

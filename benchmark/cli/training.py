@@ -29,7 +29,7 @@ def _run(args) -> int:
     from benchmark.models import get_model_spec
 
     for name in models:
-        get_model_spec(name)  # Unknown names fail here, before any data is touched.
+        get_model_spec(config.architecture_of(name))  # Unknown names fail here, before any data is touched.
     from benchmark.runner import run_experiment
     from benchmark.summary import print_summary
 
@@ -75,7 +75,10 @@ def _tune(args) -> int:
     print()
     print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_after} trials, "
           f"{outcome.trials_after - outcome.trials_before} added")
-    print(outcome.summary.to_string(index=False, float_format="{:.4g}".format))
+    if outcome.summary.empty:  # pandas would print its "Empty DataFrame" repr
+        print("no trials in the study yet")
+    else:
+        print(outcome.summary.to_string(index=False, float_format="{:.4g}".format))
     if outcome.best_trial is None:
         print("no trial completed: nothing to export")
         return 0

@@ -1,4 +1,8 @@
-"""Spectrogram extraction with an on-disk, content-addressed cache, and the networks' inputs.
+"""Feature extraction with an on-disk, content-addressed cache, and the models' inputs.
+
+Frame representations (``stft``, ``logmel``, ``mfcc``) are cached per clip as below; the
+``handcrafted`` representation (:mod:`benchmark.data.handcrafted`) is cached as the clip's
+vectors, one per segment (or one for the clip), since its statistics cannot be cut afterwards.
 
 Each clip is decoded, trimmed to at most ``frames`` frames' worth of samples and transformed
 (the study's dB STFT magnitude, or dB log-mel power) exactly once: the dB spectrogram is stored
@@ -24,16 +28,24 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import REPRESENTATIONS, DataConfig, ExperimentConfig, FeaturesConfig
+from benchmark.config import (
+    FRAME_REPRESENTATIONS,
+    REPRESENTATIONS,
+    DataConfig,
+    ExperimentConfig,
+    FeaturesConfig,
+)
 from benchmark.data.normalize import scale_per_clip
 from benchmark.data.parallel import map_in_processes
 from benchmark.data.segments import Segmenting
-from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio
+from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio, probe_length
 from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
 CACHE_DTYPE = np.float16
+#: Handcrafted statistics span 1e-8 to 1e7 (a centroid's variance): beyond float16.
+VECTOR_DTYPE = np.float32
 #: Bumped whenever the computation below changes, so old cache entries are never reused.
 FEATURE_VERSION = 2  # 2: the cache holds unpadded, unscaled dB spectrograms
 
@@ -55,6 +67,8 @@ class FeatureParams:
     hop_length: int = _FEATURE_DEFAULTS.hop_length
     n_mels: int = _FEATURE_DEFAULTS.n_mels
     frames: int = _FEATURE_DEFAULTS.frames
+    n_mfcc: int = _FEATURE_DEFAULTS.n_mfcc
+    handcrafted_extras: bool = _FEATURE_DEFAULTS.handcrafted_extras
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
@@ -63,11 +77,27 @@ class FeatureParams:
             )
 
     @classmethod
-    def from_config(cls, config: ExperimentConfig) -> FeatureParams:
-        """The feature parameters an experiment asks for."""
-        values = {item.name: getattr(config.features, item.name) for item in fields(cls)
-                  if item.name != "sample_rate"}
-        return cls(sample_rate=config.data.sample_rate, **values)
+    def from_config(cls, config: ExperimentConfig, model: str | None = None) -> FeatureParams:
+        """The feature parameters an experiment asks for (those of one model entry, if named)."""
+        features = config.features if model is None else config.features_for(model)
+        return cls.from_features(features, config.data.sample_rate)
+
+    @classmethod
+    def from_features(cls, features: FeaturesConfig, sample_rate: int) -> FeatureParams:
+        """The parameters of one ``[features]`` setting at ``sample_rate``."""
+        values = {item.name: getattr(features, item.name) for item in fields(cls) if item.name != "sample_rate"}
+        return cls(sample_rate=sample_rate, **values)
+
+    def as_handcrafted(self) -> FeatureParams:
+        """The same clip length and STFT, as handcrafted statistics (the combined model's second input)."""
+        from dataclasses import replace
+
+        return replace(self, representation="handcrafted")
+
+    @property
+    def is_vector(self) -> bool:
+        """True where a clip (or segment) is one vector rather than frames (``handcrafted``)."""
+        return self.representation not in FRAME_REPRESENTATIONS
 
     @property
     def n_samples(self) -> int:
@@ -79,17 +109,33 @@ class FeatureParams:
 
     @property
     def bins(self) -> int:
-        """Frequency bins: ``n_fft // 2 + 1`` for the STFT (1025), ``n_mels`` for log-mel."""
-        return self.n_fft // 2 + 1 if self.representation == "stft" else self.n_mels
+        """Rows per frame: ``n_fft // 2 + 1`` for the STFT (1025), ``n_mels`` for log-mel,
+        ``n_mfcc`` for MFCC; a handcrafted vector's length."""
+        if self.representation == "handcrafted":
+            from benchmark.data.handcrafted import handcrafted_columns
+
+            return len(handcrafted_columns(self.handcrafted_extras))
+        return {"stft": self.n_fft // 2 + 1, "logmel": self.n_mels, "mfcc": self.n_mfcc}[self.representation]
 
     @property
-    def shape(self) -> tuple[int, int]:
-        """A whole clip's spectrogram shape, (bins, frames): the networks' input shape without segments."""
-        return (self.bins, self.frames)
+    def shape(self) -> tuple[int, ...]:
+        """A whole clip's input shape: (bins, frames), or (columns,) for a handcrafted vector."""
+        return (self.bins,) if self.is_vector else (self.bins, self.frames)
 
-    def key(self) -> str:
-        """A short stable hash of the parameters (and the extraction code's version)."""
-        payload = json.dumps({**asdict(self), "version": FEATURE_VERSION}, sort_keys=True)
+    def key(self, segmenting: Segmenting | None = None) -> str:
+        """A short stable hash of the parameters that shape a cache entry (and the code version).
+
+        Only the fields the representation uses count, so adding a field for one representation
+        never invalidates another's cache. Handcrafted vectors are computed per segment, so
+        their key holds the segmenting too.
+        """
+        # (stft keys have always held n_mels: kept, so existing caches stay valid.)
+        unused = {"stft": ("n_mfcc", "handcrafted_extras"), "logmel": ("n_mfcc", "handcrafted_extras"),
+                  "mfcc": ("handcrafted_extras",), "handcrafted": ("n_mels", "n_mfcc")}[self.representation]
+        values = {key: value for key, value in asdict(self).items() if key not in unused}
+        if self.is_vector and segmenting is not None:
+            values["segmenting"] = segmenting.describe()
+        payload = json.dumps({**values, "version": FEATURE_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -138,6 +184,8 @@ def compute_spectrogram(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
     audio = np.asarray(audio, dtype=np.float32)[: params.n_samples]
     if audio.size < params.n_fft:  # a clip shorter than one window: pad it to one window
         audio = librosa.util.fix_length(audio, size=params.n_fft)
+    if params.is_vector:
+        raise ValueError(f"{params.representation!r} is not a spectrogram: use handcrafted_vectors")
     if params.representation == "stft":
         magnitude = np.abs(librosa.stft(audio, n_fft=params.n_fft, hop_length=params.hop_length))
         decibels = librosa.amplitude_to_db(magnitude, ref=np.max)
@@ -150,6 +198,9 @@ def compute_spectrogram(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
             n_mels=params.n_mels,
         )
         decibels = librosa.power_to_db(power, ref=np.max)
+        if params.representation == "mfcc":
+            # Cepstral coefficients of the log-mel: no longer dB, and not bounded like them.
+            decibels = librosa.feature.mfcc(S=decibels, sr=params.sample_rate, n_mfcc=params.n_mfcc)
     # A clip padded to one window may give more frames than a tiny ``frames`` allows.
     return decibels[:, : params.frames].astype(np.float32)
 
@@ -175,6 +226,45 @@ def network_inputs(
     return whole
 
 
+def handcrafted_vectors(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None) -> np.ndarray:
+    """A clip's handcrafted vectors, float32 (segments or 1, columns).
+
+    The clip is trimmed to ``params.n_samples``, as for spectrograms; each segment is the audio
+    under the frames a spectrogram segment would cover (``segmenting.starts``), so segment ``i``
+    of every representation is the same stretch of audio.
+    """
+    from benchmark.data.handcrafted import clip_statistics
+
+    audio = np.asarray(audio, dtype=np.float32)[: params.n_samples]
+
+    def statistics(piece: np.ndarray) -> np.ndarray:
+        return clip_statistics(piece, params.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
+                               extras=params.handcrafted_extras)
+
+    if segmenting is None:
+        return statistics(audio)[None, :]
+    total_frames = min(1 + audio.size // params.hop_length, params.frames)
+    length = (segmenting.frames - 1) * params.hop_length
+    pieces = []
+    for start in segmenting.starts(total_frames):
+        piece = audio[start * params.hop_length: start * params.hop_length + length]
+        pieces.append(statistics(np.pad(piece, (0, length - piece.size))))  # a padded last segment
+    return np.stack(pieces).astype(VECTOR_DTYPE)
+
+
+def clip_inputs(audio: np.ndarray, params: FeatureParams, *, segmenting: Segmenting | None = None,
+                normalize: str = "per_clip") -> np.ndarray:
+    """One clip's model inputs from its audio, float32: what extraction and the audio model compute.
+
+    Frames: (1 or segments, bins, frames), scaled per clip unless standardised later; a
+    handcrafted vector per clip or segment: (1 or segments, columns), never scaled per clip.
+    """
+    if params.is_vector:
+        return handcrafted_vectors(audio, params, segmenting)
+    return network_inputs(compute_spectrogram(audio, params), params, segmenting=segmenting,
+                          normalize=normalize).astype(np.float32)
+
+
 def compute_features(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
     """The study's input of one clip: float32 (bins, frames), padded or trimmed, scaled to [0, 1]."""
     return network_inputs(compute_spectrogram(audio, params), params)[0]
@@ -188,9 +278,9 @@ def data_fingerprint(entries) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_cache_dir(cache_root: Path, params: FeatureParams) -> Path:
-    """The folder holding every cached spectrogram made with ``params``."""
-    return Path(cache_root) / "features" / f"{params.representation}-{params.key()}"
+def feature_cache_dir(cache_root: Path, params: FeatureParams, segmenting: Segmenting | None = None) -> Path:
+    """The folder holding every cached entry made with ``params`` (and ``segmenting``, for vectors)."""
+    return Path(cache_root) / "features" / f"{params.representation}-{params.key(segmenting)}"
 
 
 def extract_features(
@@ -202,48 +292,65 @@ def extract_features(
     normalize: str = "per_clip",
     workers: int = 0,
     progress: bool = True,
+    min_seconds: float = 0.0,
 ) -> FeatureSet:
     """Network inputs for ``tracks``, from spectrograms cached or computed in ``workers`` processes.
 
-    Files that cannot be decoded are skipped and listed in the result, never silently dropped.
+    Files that cannot be decoded, are truncated or last under ``min_seconds`` are skipped and
+    listed in the result, never silently dropped.
     ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process.
     ``segmenting`` and ``normalize`` are as in :func:`network_inputs`.
     """
 
-    cache_dir = feature_cache_dir(cache_root, params)
+    cache_dir = feature_cache_dir(cache_root, params, segmenting)
     cache_dir.mkdir(parents=True, exist_ok=True)
     _write_params_note(cache_dir, params)
+    vector_segmenting = segmenting if params.is_vector else None
     results = map_in_processes(_featurize, [track.path for track in tracks], params, cache_dir,
-                               workers=workers, progress=progress, desc="features", unit="clip")
+                               vector_segmenting, min_seconds, workers=workers, progress=progress,
+                               desc=params.representation, unit="clip")
     return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)
 
 
 @dataclass
 class _TrackResult:
     content_hash: str
-    spectrogram: np.ndarray | None
+    #: The cached entry: a spectrogram, or a handcrafted vector per segment; None if undecodable.
+    values: np.ndarray | None
     cached: bool
     error: str | None = None
 
 
-def _featurize(path: Path, params: FeatureParams, cache_dir: Path) -> _TrackResult:
-    """Worker: the cached spectrogram of one file, computing and storing it on a miss."""
+def _featurize(path: Path, params: FeatureParams, cache_dir: Path,
+               segmenting: Segmenting | None = None, min_seconds: float = 0.0) -> _TrackResult:
+    """Worker: the cached entry of one file (a spectrogram, or vectors), computed and stored on a miss.
+
+    A file that is truncated or shorter than ``min_seconds`` is skipped even where a cache entry
+    exists (an older run may have cached it); the reason is ``data verify``'s for the same file.
+    """
     digest = content_hash(path)
     entry = cache_dir / digest[:2] / f"{digest}.npy"
+    try:
+        probe_length(path, min_seconds)  # headers only: cheap enough to ask of every cached file
+    except AudioDecodeError as error:
+        return _TrackResult(digest, None, cached=False, error=error.reason)
     cached = _read_cache_entry(entry, params)
     if cached is not None:
         return _TrackResult(digest, cached, cached=True)
     try:
-        audio = load_audio(path, params.sample_rate)
+        audio = load_audio(path, params.sample_rate, min_seconds=min_seconds)
     except AudioDecodeError as error:
-        return _TrackResult(digest, None, cached=False, error=str(error))
-    spectrogram = compute_spectrogram(audio, params).astype(CACHE_DTYPE)
-    _write_atomically(entry, spectrogram)
-    return _TrackResult(digest, spectrogram, cached=False)
+        return _TrackResult(digest, None, cached=False, error=error.reason)
+    if params.is_vector:
+        computed = handcrafted_vectors(audio, params, segmenting).astype(VECTOR_DTYPE)
+    else:
+        computed = compute_spectrogram(audio, params).astype(CACHE_DTYPE)
+    _write_atomically(entry, computed)
+    return _TrackResult(digest, computed, cached=False)
 
 
 def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
-    """A cached spectrogram, or None where it is absent or not a complete, well-formed entry."""
+    """A cached entry, or None where it is absent or not a complete, well-formed entry."""
     if not entry.is_file():
         return None
     try:
@@ -251,8 +358,12 @@ def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
     except (OSError, ValueError, EOFError):
         log.warning("ignoring unreadable cache entry %s; recomputing", entry)
         return None
-    if (array.ndim != 2 or array.shape[0] != params.bins or not 0 < array.shape[1] <= params.frames
-            or array.dtype != CACHE_DTYPE):
+    if params.is_vector:
+        malformed = array.ndim != 2 or array.shape[1] != params.bins or array.dtype != VECTOR_DTYPE
+    else:
+        malformed = (array.ndim != 2 or array.shape[0] != params.bins or not 0 < array.shape[1] <= params.frames
+                     or array.dtype != CACHE_DTYPE)
+    if malformed:
         log.warning("ignoring cache entry %s of shape %s; recomputing", entry, array.shape)
         return None
     return array
@@ -269,8 +380,10 @@ def _write_atomically(entry: Path, array: np.ndarray) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, entry)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not error.filename:  # a failed write names no file: say which
+            raise OSError(error.errno, error.strerror, str(entry)) from error
         raise
 
 
@@ -282,22 +395,26 @@ def _write_params_note(cache_dir: Path, params: FeatureParams) -> None:
 
 def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureParams, *,
               segmenting: Segmenting | None, normalize: str) -> FeatureSet:
-    kept = [index for index in range(len(tracks)) if results[index].spectrogram is not None]
+    kept = [index for index in range(len(tracks)) if results[index].values is not None]
     inputs, owners = [], []
     for row, index in enumerate(kept):
-        clip = network_inputs(results[index].spectrogram.astype(np.float32), params,
-                              segmenting=segmenting, normalize=normalize).astype(CACHE_DTYPE)
+        if params.is_vector:  # already one vector per segment; learners scale them themselves
+            clip = results[index].values
+        else:
+            clip = network_inputs(results[index].values.astype(np.float32), params,
+                                  segmenting=segmenting, normalize=normalize).astype(CACHE_DTYPE)
         inputs.append(clip)
         owners.append(np.full(len(clip), row, dtype=np.int64))
-        results[index].spectrogram = None  # the cached copy is no longer needed: halve the peak
-    input_frames = segmenting.frames if segmenting else params.frames
+        results[index].values = None  # the cached copy is no longer needed: halve the peak
+    empty_shape = (0, params.bins) if params.is_vector else (0, params.bins, segmenting.frames if segmenting
+                                                               else params.frames)
     skipped = [
         SkippedFile(tracks[index].relative_path, results[index].error or "unknown error")
         for index in range(len(tracks))
         if results[index].error is not None
     ]
     return FeatureSet(
-        inputs=np.concatenate(inputs) if inputs else np.empty((0, params.bins, input_frames), CACHE_DTYPE),
+        inputs=np.concatenate(inputs) if inputs else np.empty(empty_shape, CACHE_DTYPE),
         clip_index=np.concatenate(owners) if owners else np.empty(0, dtype=np.int64),
         tracks=[tracks[index] for index in kept],
         fingerprint=data_fingerprint(

@@ -28,38 +28,37 @@ def scale_per_clip(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Standardizer:
-    """Per-frequency-bin mean and standard deviation of training inputs (bins, frames)."""
+    """Per-row mean and standard deviation of training inputs: per frequency bin of frames
+    (n, bins, frames), or per column of vectors (n, columns)."""
 
     mean: np.ndarray
     std: np.ndarray
 
     @classmethod
     def fit(cls, inputs: np.ndarray) -> Standardizer:
-        """Statistics over every input and frame of ``inputs`` (n, bins, frames), per bin.
+        """Statistics over every input (and frame) of ``inputs``, per bin (or column).
 
         Accumulates in float64 chunk by chunk: the inputs may be float16 and gigabytes large.
         """
         if len(inputs) == 0:
             raise ValueError("cannot fit a standardizer on no inputs")
         bins = inputs.shape[1]
+        axes = (0, 2) if inputs.ndim == 3 else (0,)
         total, total_sq, count = np.zeros(bins), np.zeros(bins), 0
         for start in range(0, len(inputs), _FIT_CHUNK):
             chunk = inputs[start:start + _FIT_CHUNK].astype(np.float64)
-            total += chunk.sum(axis=(0, 2))
-            total_sq += np.square(chunk).sum(axis=(0, 2))
-            count += chunk.shape[0] * chunk.shape[2]
+            total += chunk.sum(axis=axes)
+            total_sq += np.square(chunk).sum(axis=axes)
+            count += chunk.size // bins
         mean = total / count
         variance = np.maximum(total_sq / count - np.square(mean), 0.0)
         std = np.sqrt(variance)
         return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std))
 
     def transform(self, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """``(inputs - mean) / std`` per bin, for one input (bins, frames) or a stack of them."""
-        mean, std = self.mean[:, None], self.std[:, None]
+        """``(inputs - mean) / std`` per bin, for a stack of frames (n, bins, frames) or vectors (n, columns)."""
+        mean, std = (self.mean[:, None], self.std[:, None]) if inputs.ndim == 3 else (self.mean, self.std)
         out = np.empty(inputs.shape, dtype=dtype)
-        if inputs.ndim == 2:
-            out[...] = (inputs - mean) / std
-            return out
         for start in range(0, len(inputs), _FIT_CHUNK):
             out[start:start + _FIT_CHUNK] = (inputs[start:start + _FIT_CHUNK].astype(np.float32) - mean) / std
         return out

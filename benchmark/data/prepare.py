@@ -10,28 +10,32 @@ run of a batch shares one :class:`PreparedData`; the tuner uses it too.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from benchmark.config import ExperimentConfig
-from benchmark.data.features import CACHE_DTYPE, FeatureParams, FeatureSet, extract_features
+from benchmark.config import ExperimentConfig, FeaturesConfig
+from benchmark.data.features import FeatureParams, FeatureSet, extract_features
+from benchmark.data.inputs import FRAMES, HANDCRAFTED, Inputs
 from benchmark.data.normalize import Standardizer
 from benchmark.data.segments import Segmenting
 from benchmark.data.split import SPLIT_NAMES, Split, SplitPlan, plan_splits
 from benchmark.data.tracks import discover_tracks
 from benchmark.errors import BenchmarkError
-from benchmark.paths import cache_root
+from benchmark.paths import cache_root, writable_cache_root
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Subset:
-    """One split's model inputs: ``x[i]`` has label ``y[i]`` and belongs to track ``track_indices[i]``."""
+    """One split's model inputs: ``x[i]`` has label ``y[i]`` and belongs to track ``track_indices[i]``.
 
-    x: np.ndarray
+    ``x`` is an array, or a dict of arrays for a model with a second input (:mod:`benchmark.data.inputs`).
+    """
+
+    x: Inputs
     y: np.ndarray
     #: Index into :attr:`FeatureSet.tracks` of each input's track (segments of a clip share it).
     track_indices: np.ndarray
@@ -51,7 +55,8 @@ class SplitData:
 
     split: Split
     split_hash: str
-    #: Per-bin statistics fitted on this split's training inputs (``normalize = "standardize"``).
+    #: Per-bin statistics fitted on this split's training inputs (``normalize = "standardize"``);
+    #: of the frames part, for a two-part input.
     standardizer: Standardizer | None
     subsets: dict[str, Subset]
 
@@ -84,6 +89,8 @@ class PreparedData:
     manifest: object = None
     #: Exact duplicates that sit in different splits (see :mod:`benchmark.data.verify`).
     cross_split_duplicates: list = field(default_factory=list)
+    #: The handcrafted vector of each input row, where the model takes it as a second input.
+    handcrafted: np.ndarray | None = None
     _split: SplitData | None = field(default=None, repr=False)
 
     @property
@@ -104,18 +111,19 @@ class PreparedData:
         return self._split
 
     def _gather(self, split: Split) -> SplitData:
-        subsets = {}
-        for name in SPLIT_NAMES:
-            rows = self.features.rows_of(split.indices(name))
-            tracks = self.features.clip_index[rows]
-            subsets[name] = Subset(self.features.inputs[rows], self.y[tracks], tracks)
+        rows = {name: self.features.rows_of(split.indices(name)) for name in SPLIT_NAMES}
+        inputs = {name: self.features.inputs[rows[name]] for name in SPLIT_NAMES}
         standardizer = None
         if self.normalize == "standardize":
             # Fitted on this split's training inputs only: test data must not shape the inputs.
-            standardizer = Standardizer.fit(subsets["train"].x)
-            for name, subset in subsets.items():
-                subsets[name] = Subset(standardizer.transform(subset.x, dtype=CACHE_DTYPE), subset.y,
-                                       subset.track_indices)
+            standardizer = Standardizer.fit(inputs["train"])
+            inputs = {name: standardizer.transform(x, dtype=x.dtype) for name, x in inputs.items()}
+        if self.handcrafted is not None:
+            inputs = {name: {FRAMES: x, HANDCRAFTED: self.handcrafted[rows[name]]} for name, x in inputs.items()}
+        subsets = {}
+        for name in SPLIT_NAMES:
+            tracks = self.features.clip_index[rows[name]]
+            subsets[name] = Subset(inputs[name], self.y[tracks], tracks)
         return SplitData(split, split.membership_hash(self.track_ids), standardizer, subsets)
 
     def split_summary(self, fold: SplitData) -> dict:
@@ -166,37 +174,75 @@ def resolve_data_root(config: ExperimentConfig, *, progress: bool = True) -> Pat
     )
 
 
-def segmenting_of(config: ExperimentConfig) -> Segmenting | None:
-    """The experiment's segmenting in frames, or None where whole clips are the inputs."""
-    features = config.features
+def segmenting_of(features: FeaturesConfig, sample_rate: int) -> Segmenting | None:
+    """A ``[features]`` setting's segmenting in frames, or None where whole clips are the inputs."""
     if features.segment_seconds is None:
         return None
     return Segmenting.from_seconds(
-        features.segment_seconds, features.segment_hop_seconds, sample_rate=config.data.sample_rate,
+        features.segment_seconds, features.segment_hop_seconds, sample_rate=sample_rate,
         hop_length=features.hop_length, last=features.last_segment,
     )
 
 
-def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> PreparedData:
-    """Find the tracks, extract (or load cached) features, encode labels and plan the splits."""
+def prepare_models(config: ExperimentConfig, model_names, *, progress: bool = True) -> dict[str, PreparedData]:
+    """Each model entry's prepared data: one per distinct feature setting, extracted once.
+
+    Every setting shares the first one's tracks, labels and split plan, so every model of the
+    batch is trained and scored on the same clips, folds and seeds (paired tests stay valid).
+    """
+    settings: dict[FeaturesConfig, list[str]] = {}
+    for name in model_names:
+        settings.setdefault(config.features_for(name), []).append(name)
+    prepared: dict[str, PreparedData] = {}
+    first = None
+    for features, names in settings.items():
+        if len(settings) > 1:
+            log.info("inputs %s for %s", features.describe, ", ".join(names))
+        data = prepare_data(config, progress=progress, features=features, share=first)
+        first = first or data
+        prepared.update(dict.fromkeys(names, data))
+    return prepared
+
+
+def prepare_data(config: ExperimentConfig, *, progress: bool = True, features: FeaturesConfig | None = None,
+                 share: PreparedData | None = None) -> PreparedData:
+    """Find the tracks, extract (or load cached) features, encode labels and plan the splits.
+
+    ``features`` replaces the experiment's ``[features]`` (a model entry's own setting).
+    ``share`` is the prepared data of another setting of the same batch: its labels, split plan
+    and data checks are reused, so both settings see exactly the same tracks in each split.
+    """
     from sklearn.preprocessing import LabelEncoder
 
+    features_config = features or config.features
+    writable_cache_root()  # a read-only cache fails here, in a second, not after generating or extracting
     root = resolve_data_root(config, progress=progress)
     tracks = discover_tracks(root)
-    params = FeatureParams.from_config(config)
-    segmenting = segmenting_of(config)
-    log.info("data: %d audio files in %d genres under %s", len(tracks),
-             len({track.label for track in tracks}), root)
-    features = extract_features(
-        tracks, params, cache_root(), segmenting=segmenting, normalize=config.features.normalize,
-        workers=config.features.workers, progress=progress,
-    )
-    log.info("features %s %s: %d from cache, %d computed, %d skipped; %d network inputs%s",
-             params.representation, params.shape, features.from_cache,
-             len(features.tracks) - features.from_cache, len(features.skipped), len(features.inputs),
-             f" ({segmenting.frames}-frame segments)" if segmenting else "")
-    for item in features.skipped:
+    params = FeatureParams.from_features(features_config, config.data.sample_rate)
+    segmenting = segmenting_of(features_config, config.data.sample_rate)
+    if share is None:
+        log.info("data: %d audio files in %d genres under %s", len(tracks),
+                 len({track.label for track in tracks}), root)
+    extracted = _extract(tracks, params, segmenting, features_config, progress, config.data.min_seconds)
+    handcrafted = None
+    if features_config.add_handcrafted:
+        vectors = _extract(tracks, params.as_handcrafted(), segmenting, features_config, progress,
+                           config.data.min_seconds)
+        if not np.array_equal(vectors.clip_index, extracted.clip_index):
+            raise BenchmarkError("the handcrafted vectors and the frames of a clip differ in number; "
+                                 "report this with the segment settings used")
+        handcrafted = vectors.inputs
+    if share is not None:
+        if [track.track_id for track in extracted.tracks] != share.track_ids:
+            raise BenchmarkError(
+                f"the {params.representation} features kept other tracks than the {share.params.representation} "
+                "features of the same batch; every model must see the same clips"
+            )
+        return replace(share, features=extracted, params=params, segmenting=segmenting,
+                       normalize=features_config.normalize, handcrafted=handcrafted, _split=None)
+    for item in extracted.skipped:
         log.warning("skipped %s: %s", item.relative_path, item.reason)
+    features = extracted
     encoder = LabelEncoder().fit(features.labels)
     ids = [track.track_id for track in features.tracks]
     plan = plan_splits(ids, features.labels, config.split)
@@ -209,7 +255,7 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         features=features,
         params=params,
         segmenting=segmenting,
-        normalize=config.features.normalize,
+        normalize=features_config.normalize,
         vote=config.evaluate.vote,
         class_names=[str(name) for name in encoder.classes_],
         encoder=encoder,
@@ -218,7 +264,19 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True) -> Prepared
         source=data_source(config, root),
         manifest=manifest,
         cross_split_duplicates=crossing,
+        handcrafted=handcrafted,
     )
+
+
+def _extract(tracks, params: FeatureParams, segmenting: Segmenting | None, features: FeaturesConfig,
+             progress: bool, min_seconds: float) -> FeatureSet:
+    extracted = extract_features(tracks, params, cache_root(), segmenting=segmenting, normalize=features.normalize,
+                                 workers=features.workers, progress=progress, min_seconds=min_seconds)
+    log.info("features %s %s: %d from cache, %d computed, %d skipped; %d model inputs%s",
+             params.representation, params.shape, extracted.from_cache,
+             len(extracted.tracks) - extracted.from_cache, len(extracted.skipped), len(extracted.inputs),
+             f" ({segmenting.frames}-frame segments)" if segmenting else "")
+    return extracted
 
 
 def data_source(config: ExperimentConfig, root: Path) -> DataSource:

@@ -5,8 +5,8 @@ it, so prediction repeats the training pipeline exactly: the feature parameters,
 normalisation (per clip, or the per-bin statistics fitted on the training split) and the
 segmenting with its vote.
 
-Format 1 (whole clips, per-clip scaling) is still read: models logged before segments existed
-keep working.
+Format 1 (whole clips, per-clip scaling) and 2 (before MFCC, handcrafted vectors and the
+second handcrafted input) are still read: models logged before keep working.
 """
 
 from __future__ import annotations
@@ -15,26 +15,31 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from benchmark.data.features import FeatureParams, compute_spectrogram, network_inputs
+from benchmark.data.features import FeatureParams, clip_inputs
+from benchmark.data.inputs import FRAMES, HANDCRAFTED
 from benchmark.data.normalize import Standardizer
 from benchmark.data.segments import Segmenting
 from benchmark.errors import BenchmarkError
 
 #: Version of ``preprocessing.json``; a model written by a later version fails to load clearly.
-PREPROCESSING_FORMAT = 2
-_READABLE_FORMATS = (1, 2)
+PREPROCESSING_FORMAT = 3
+_READABLE_FORMATS = (1, 2, 3)
 
 
 def preprocessing_config(
     params: FeatureParams, *, segmenting: Segmenting | None = None, normalisation: dict | None = None,
-    vote: str = "mean",
+    vote: str = "mean", handcrafted_input: bool = False,
 ) -> dict:
-    """What ``preprocessing.json`` holds; ``normalisation`` is ``Standardizer.to_dict()`` or per clip."""
+    """What ``preprocessing.json`` holds; ``normalisation`` is ``Standardizer.to_dict()`` or per clip.
+
+    ``handcrafted_input``: the model also takes each clip's (segment's) handcrafted vector.
+    """
     return {
         "format": PREPROCESSING_FORMAT,
         "features": asdict(params),
         "normalisation": normalisation or {"mode": "per_clip"},
         "segmenting": {**segmenting.describe(), "vote": vote} if segmenting else {"mode": "none"},
+        "handcrafted_input": handcrafted_input,
     }
 
 
@@ -46,6 +51,7 @@ class Preprocessing:
     segmenting: Segmenting | None = None
     standardizer: Standardizer | None = None
     vote: str = "mean"
+    handcrafted_input: bool = False
 
     @classmethod
     def from_config(cls, config: dict) -> Preprocessing:
@@ -63,21 +69,25 @@ class Preprocessing:
             standardizer = Standardizer.from_dict(normalisation)
         else:
             raise BenchmarkError(f"audio model normalisation {normalisation['mode']!r} is not supported")
+        handcrafted = bool(config.get("handcrafted_input", False))
         if segmenting["mode"] == "none":
-            return cls(params, None, standardizer)
+            return cls(params, None, standardizer, handcrafted_input=handcrafted)
         if segmenting["mode"] != "segments":
             raise BenchmarkError(f"audio model segmenting {segmenting['mode']!r} is not supported")
         cut = Segmenting(segmenting["frames"], segmenting["hop_frames"], segmenting["last"])
-        return cls(params, cut, standardizer, segmenting["vote"])
+        return cls(params, cut, standardizer, segmenting["vote"], handcrafted)
 
     @property
     def normalize(self) -> str:
         return "standardize" if self.standardizer is not None else "per_clip"
 
-    def inputs(self, audio: np.ndarray) -> np.ndarray:
-        """One clip's network inputs, float32: (1, bins, frames), or one row per segment."""
-        clip = network_inputs(compute_spectrogram(audio, self.params), self.params,
-                              segmenting=self.segmenting, normalize=self.normalize)
+    def inputs(self, audio: np.ndarray):
+        """One clip's model inputs, float32: one row (or one per segment) of frames or a vector,
+        and with ``handcrafted_input`` a dict of both parts (:mod:`benchmark.data.inputs`)."""
+        clip = clip_inputs(audio, self.params, segmenting=self.segmenting, normalize=self.normalize)
         if self.standardizer is not None:
-            return self.standardizer.transform(clip)
-        return clip.astype(np.float32)
+            clip = self.standardizer.transform(clip)
+        if not self.handcrafted_input:
+            return clip
+        vectors = clip_inputs(audio, self.params.as_handcrafted(), segmenting=self.segmenting)
+        return {FRAMES: clip, HANDCRAFTED: vectors}

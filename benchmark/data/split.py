@@ -136,8 +136,9 @@ def kfold_splits(labels: Sequence[str], *, folds: int, valid_fraction: float, se
 
     labels = np.asarray(labels)
     # Each genre needs a track in every fold, and two left beside the largest test fold for
-    # training and validation: the least n with n - ceil(n / folds) >= 2 (4 for two folds).
-    minimum = folds + 1
+    # training and validation: the least n >= folds with n - ceil(n / folds) >= 2 (4 for two
+    # folds, 3 for three: one clip each to test, validate and train).
+    minimum = folds
     while minimum - -(-minimum // folds) < 2:
         minimum += 1
     _require_tracks_per_genre(labels, minimum, f"be split into {folds} folds with validation tracks")

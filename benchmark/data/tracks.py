@@ -9,6 +9,7 @@ audio and so are ignored) and the synthetic set.
 from __future__ import annotations
 
 import hashlib
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ def discover_tracks(root: str | Path) -> list[Track]:
     :class:`BenchmarkError`: none of them can be a classification benchmark.
     """
     root = Path(root).expanduser()
+    if root.exists() and not root.is_dir():
+        raise BenchmarkError(f"data directory {root} is a file: pass the folder that holds one folder per genre")
     if not root.is_dir():
         raise BenchmarkError(f"data directory not found: {root}")
     tracks = [
@@ -72,28 +75,160 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_audio(path: Path, sample_rate: int) -> np.ndarray:
+def load_audio(path: Path, sample_rate: int, *, min_seconds: float = 0.0) -> np.ndarray:
     """Decode ``path`` to mono float32 at ``sample_rate``.
 
-    Raises :class:`AudioDecodeError` where the file cannot be decoded or holds no samples, so
-    callers can skip that file on purpose and say why.
+    Raises :class:`AudioDecodeError` where the file cannot be decoded, holds no samples, is
+    truncated (:func:`check_length`) or lasts under ``min_seconds``, so callers can skip that
+    file on purpose and say why. This is ``librosa.load`` (soundfile, audioread as the
+    fallback, channels averaged, soxr_hq resampling) with :func:`decode_native`'s checks.
     """
     import librosa  # Imported here: it is slow to import and only extraction needs it.
 
+    path = Path(path)
+    samples, native_rate = decode_native(path)
+    check_length(path, len(samples), native_rate, min_seconds)
+    audio = librosa.to_mono(samples.T)
+    return librosa.resample(audio, orig_sr=native_rate, target_sr=sample_rate, res_type="soxr_hq")
+
+
+def decode_native(path: Path) -> tuple[np.ndarray, int]:
+    """Samples as float32 (frames, channels) at the file's own rate: soundfile, else librosa (audioread).
+
+    What ``run``, ``data verify`` and ``predict`` all decode with, so one file gets one reason
+    everywhere: where both decoders fail, soundfile's, the more telling one ("Format not
+    recognised" rather than audioread's bare "EOFError").
+    """
+    import soundfile
+
     try:
-        with warnings.catch_warnings():
-            # librosa warns before falling back to audioread; the outcome is reported below.
-            warnings.simplefilter("ignore", (UserWarning, FutureWarning))
-            audio, _ = librosa.load(path, sr=sample_rate, mono=True)
-    except Exception as error:  # noqa: BLE001  decoders raise many unrelated types
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AudioDecodeError(f"cannot decode {path}: {reason}") from error
-    if audio.size == 0:
-        raise AudioDecodeError(f"cannot decode {path}: no audio samples")
-    if not np.all(np.isfinite(audio)):
-        raise AudioDecodeError(f"cannot decode {path}: non-finite samples")
-    return audio
+        samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as first:  # noqa: BLE001  decoders raise many unrelated types
+        import librosa
+
+        try:
+            with warnings.catch_warnings():
+                # librosa warns that it falls back to audioread; the outcome is what counts.
+                warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+                mono_or_channels, sample_rate = librosa.load(path, sr=None, mono=False)
+        except Exception:  # noqa: BLE001
+            raise AudioDecodeError(path, _decoder_reason(path, first)) from None
+        samples = np.atleast_2d(mono_or_channels).T.astype(np.float32)
+    if samples.size == 0:
+        raise AudioDecodeError(path, "no audio samples")
+    if not np.all(np.isfinite(samples)):
+        raise AudioDecodeError(path, "non-finite samples")
+    return samples, int(sample_rate)
+
+
+def _decoder_reason(path: Path, error: Exception) -> str:
+    # libsndfile's own words ("Format not recognised.") without soundfile's "Error opening '<path>': ".
+    text = str(getattr(error, "error_string", "") or error).strip().replace(str(path), path.name)
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
+
+
+def check_length(path: Path, frames: int, sample_rate: int, min_seconds: float = 0.0) -> None:
+    """Raise :class:`AudioDecodeError` where the decoded length is not the file's whole length.
+
+    Truncated: the WAV or AU header announces another number of frames than the file holds
+    (the decoders quietly read what is there: a 30 s clip cut after 1000 bytes decodes as
+    0.02 s). Too short: under ``min_seconds`` (``data.min_seconds``).
+    """
+    announced = announced_frames(path)
+    if announced is not None and announced != frames:
+        raise AudioDecodeError(path, f"its header announces {announced} frames ({announced / sample_rate:.2f} s), "
+                                     f"the file holds {frames} ({frames / sample_rate:.2f} s)", kind=TRUNCATED)
+    if frames / sample_rate < min_seconds:
+        raise AudioDecodeError(path, f"{frames / sample_rate:.2f} s, under data.min_seconds = {min_seconds:g} s",
+                               kind=TOO_SHORT)
+
+
+def probe_length(path: Path, min_seconds: float = 0.0) -> None:
+    """:func:`check_length` from the headers alone, without decoding: for files served from a cache.
+
+    A file soundfile cannot open passes: decoding it, if it comes to that, says why it fails.
+    """
+    import soundfile
+
+    try:
+        info = soundfile.info(path)
+    except Exception:  # noqa: BLE001
+        return
+    if info.samplerate > 0:
+        check_length(path, info.frames, info.samplerate, min_seconds)
+
+
+#: Bytes per sample of the AU encodings whose length the header gives exactly (linear PCM,
+#: float, mu-law, A-law); others (ADPCM...) are left to the decoder.
+_AU_SAMPLE_BYTES = {1: 1, 2: 1, 3: 2, 4: 3, 5: 4, 6: 4, 7: 8, 27: 1}
+#: WAV format tags whose ``data`` size is a whole number of ``block_align`` frames.
+_WAV_FRAME_FORMATS = {1, 3, 6, 7}  # PCM, IEEE float, A-law, mu-law
+_WAV_EXTENSIBLE = 0xFFFE
+_UNKNOWN_SIZE = 0xFFFFFFFF  # a streamed file's "size not known"
+
+
+def announced_frames(path: Path) -> int | None:
+    """The frame count a WAV or AU file's header announces; None where it announces none.
+
+    Read here rather than from soundfile, whose ``frames`` is already cut to the bytes present.
+    Other formats, compressed encodings and streamed files (size unknown) give None.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(24)
+            if head[:4] == b".snd" and len(head) == 24:
+                _, size, encoding, _, channels = struct.unpack(">5I", head[4:24])
+                width = _AU_SAMPLE_BYTES.get(encoding)
+                if width is None or channels == 0 or size == _UNKNOWN_SIZE:
+                    return None
+                return size // (width * channels)
+            if head[:4] in (b"RIFF", b"RIFX") and head[8:12] == b"WAVE":
+                handle.seek(12)
+                return _riff_data_frames(handle, "<" if head[:4] == b"RIFF" else ">")
+    except OSError:
+        return None
+    return None
+
+
+def _riff_data_frames(handle, order: str) -> int | None:
+    block_align = None
+    while len(header := handle.read(8)) == 8:
+        chunk, size = header[:4], struct.unpack(order + "I", header[4:])[0]
+        if chunk == b"fmt ":
+            fmt = handle.read(size)
+            if len(fmt) < 14:
+                return None
+            tag, _, _, _, block_align = struct.unpack(order + "HHIIH", fmt[:14])
+            if tag == _WAV_EXTENSIBLE and len(fmt) >= 26:
+                tag = struct.unpack(order + "H", fmt[24:26])[0]  # the sub-format GUID's first two bytes
+            if tag not in _WAV_FRAME_FORMATS:
+                return None
+            handle.seek(size % 2, 1)  # chunks are padded to an even size
+        elif chunk == b"data":
+            if not block_align or size in (0, _UNKNOWN_SIZE):
+                return None
+            return size // block_align
+        else:
+            handle.seek(size + size % 2, 1)
+    return None
+
+
+#: What :class:`AudioDecodeError` says a file is: the first word of every skip reason.
+CANNOT_DECODE, TRUNCATED, TOO_SHORT = "cannot decode", "truncated", "too short"
 
 
 class AudioDecodeError(BenchmarkError):
-    """A file that is not decodable audio; data loading skips it and records why."""
+    """A file that is not usable audio (undecodable, truncated, too short); loading skips it and records why.
+
+    ``reason`` (``cannot decode: Format not recognised``, ``truncated: ...``, ``too short: ...``)
+    is what a run lists in ``skipped_files.csv`` and ``data verify`` in its manifest: the same
+    words for the same file. The message also names the file.
+    """
+
+    def __init__(self, path: Path | str, detail: str, kind: str = CANNOT_DECODE):
+        self.path, self.detail, self.kind = path, detail, kind
+        self.reason = f"{kind}: {detail}"
+        super().__init__(f"{kind} {path}: {detail}" if kind == CANNOT_DECODE else f"{path}: {self.reason}")
+
+    def __reduce__(self):  # picklable across worker processes despite the custom signature
+        return type(self), (self.path, self.detail, self.kind)

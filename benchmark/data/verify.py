@@ -1,9 +1,11 @@
 """Checking a data set before training on it: ``python -m benchmark data verify DIR``.
 
 Every file is decoded once at its native rate and channels, giving per-genre counts and
-durations, the sample rates and channel counts present, the files that cannot be decoded, and
-exact duplicates: files whose decoded samples are identical, whatever their names, containers
-or bytes (GTZAN holds several repeated clips). Duplicates that land in different splits of the
+durations, the sample rates and channel counts present, the files that cannot be decoded (or
+that are truncated or shorter than ``data.min_seconds``: runs skip them all, for the same
+reasons, see :mod:`benchmark.data.tracks`), genre names that metric names spell otherwise
+(:mod:`benchmark.genre_names`), and exact duplicates: files whose decoded samples are
+identical, whatever their names, containers or bytes (GTZAN holds several repeated clips). Duplicates that land in different splits of the
 experiment's protocol leak test audio into training, so they are warned about per fold.
 
 The result is a manifest, one CSV row per file, kept in the cache (the data folder may be
@@ -17,7 +19,6 @@ import hashlib
 import logging
 import os
 import tempfile
-import warnings
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,9 +31,10 @@ from benchmark.config import SplitConfig
 from benchmark.data.features import data_fingerprint
 from benchmark.data.parallel import map_in_processes
 from benchmark.data.split import SplitPlan, plan_splits
-from benchmark.data.tracks import content_hash, discover_tracks
+from benchmark.data.tracks import AudioDecodeError, check_length, content_hash, decode_native, discover_tracks
 from benchmark.errors import BenchmarkError
-from benchmark.paths import cache_root
+from benchmark.genre_names import renamed
+from benchmark.paths import cache_root, writable_cache_root
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -73,12 +75,26 @@ class VerifyReport:
 
     @property
     def undecodable(self) -> pd.DataFrame:
+        """Every file a run would skip: undecodable, truncated or too short (``error`` says which)."""
         return self.manifest[~self.manifest["decodable"]]
 
     @property
+    def renamed_genres(self) -> dict[str, str]:
+        """Genres whose per-genre metrics use another name (``r&b`` -> ``r_b``)."""
+        return renamed(sorted(self.manifest["label"].unique()))
+
+    @property
     def clean(self) -> bool:
-        """No undecodable file and no duplicate: what a CI gate asks."""
-        return self.undecodable.empty and not self.duplicates
+        """No file a run would skip, no duplicate and no renamed genre: the data itself is clean."""
+        return self.undecodable.empty and not self.duplicates and not self.renamed_genres
+
+    @property
+    def exit_status(self) -> int:
+        """``data verify``'s status: 0 clean and fully checked, else 1 (a CI gate fails on either).
+
+        A split check that could not run is a finding too: it leaves leaks across splits unchecked.
+        """
+        return 0 if self.clean and self.split_note is None else 1
 
     def summary_lines(self) -> list[str]:
         """The report for a human: per-genre table, formats, problems, fingerprint, manifest."""
@@ -93,9 +109,17 @@ class VerifyReport:
         decoded = frame[frame["decodable"]]
         lines += ["", "sample rates: " + _counted(decoded["sample_rate"], " Hz"),
                   "channels: " + _counted(decoded["channels"], "")]
-        if not self.undecodable.empty:
-            lines.append(f"undecodable files ({len(self.undecodable)}):")
-            lines += [f"  {row.relative_path}: {row.error}" for row in self.undecodable.itertuples()]
+        # Decoded but unusable files keep their sample rate: listed apart from the undecodable.
+        decoded_but_skipped = self.undecodable["sample_rate"].notna()
+        for title, rows in (("undecodable files", self.undecodable[~decoded_but_skipped]),
+                            ("truncated or too short files", self.undecodable[decoded_but_skipped])):
+            if not rows.empty:
+                lines.append(f"{title} ({len(rows)}):")
+                lines += [f"  {row.relative_path}: {row.error}" for row in rows.itertuples()]
+        for name, metric_name in self.renamed_genres.items():
+            lines.append(f"WARNING: genre {name!r} is named {metric_name!r} in metric names (test_f1_{metric_name}, "
+                         "...): its folder name is not plain ASCII letters, digits, '_', '.' and '-'; "
+                         "runs keep the folder's name in labels.json")
         if self.duplicates:
             lines.append(f"duplicate groups, identical decoded audio ({len(self.duplicates)}):")
             lines += ["  " + " = ".join(group) for group in self.duplicates]
@@ -114,17 +138,20 @@ class VerifyReport:
 
 
 def verify_dataset(root: str | Path, *, split_config: SplitConfig | None = None, workers: int = 0,
-                   progress: bool = True, copy_to: str | Path | None = None) -> VerifyReport:
+                   progress: bool = True, copy_to: str | Path | None = None,
+                   min_seconds: float = 0.0) -> VerifyReport:
     """Inspect every audio file under ``root`` and write its manifest (also to ``copy_to``).
 
     ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process. With
-    ``split_config``, duplicates are checked against the splits a run would make.
+    ``split_config``, duplicates are checked against the splits a run would make. Files shorter
+    than ``min_seconds`` (``data.min_seconds``) are reported as runs would skip them.
     """
     import pandas as pd
 
     root = Path(root).expanduser()
     tracks = discover_tracks(root)
-    results = map_in_processes(inspect_file, [track.path for track in tracks], workers=workers,
+    writable_cache_root()  # the manifest goes there: a read-only cache fails before the slow part
+    results = map_in_processes(inspect_file, [track.path for track in tracks], min_seconds, workers=workers,
                                progress=progress, desc="verify")
     rows = [{"relative_path": track.relative_path, "label": track.label, "track_id": track.track_id,
              **results[index]} for index, track in enumerate(tracks)]
@@ -153,44 +180,30 @@ def verify_dataset(root: str | Path, *, split_config: SplitConfig | None = None,
     return report
 
 
-def inspect_file(path: Path) -> dict:
-    """Worker: size, mtime, content hash and decoded properties of one file (manifest columns)."""
+def inspect_file(path: Path, min_seconds: float = 0.0) -> dict:
+    """Worker: size, mtime, content hash and decoded properties of one file (manifest columns).
+
+    A file a run would skip is not ``decodable`` and its ``error`` is the run's skip reason;
+    a truncated or too short one still shows its rate, channels and duration.
+    """
     stat = path.stat()  # before hashing: a later change then shows as stale, never as fresh
     row = {"size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns, "content_hash": content_hash(path),
            "decodable": False, "error": "", "sample_rate": None, "channels": None,
            "duration_seconds": None, "audio_hash": ""}
     try:
-        samples, sample_rate = _decode(path)
-    except Exception as error:  # noqa: BLE001  decoders raise many unrelated types
-        return row | {"error": _reason(error)}
-    if samples.size == 0:
-        return row | {"error": "no audio samples"}
-    if not np.all(np.isfinite(samples)):
-        return row | {"error": "non-finite samples"}
+        samples, sample_rate = decode_native(path)
+    except AudioDecodeError as error:
+        return row | {"error": error.reason}
+    decoded = {"sample_rate": int(sample_rate), "channels": int(samples.shape[1]),
+               "duration_seconds": samples.shape[0] / sample_rate}
+    try:
+        check_length(path, samples.shape[0], sample_rate, min_seconds)
+    except AudioDecodeError as error:
+        return row | decoded | {"error": error.reason}
     # Rate and shape are hashed too: the same samples at another rate are another recording.
     digest = hashlib.sha256(f"{sample_rate}:{samples.shape[1]}:".encode())
     digest.update(np.ascontiguousarray(samples, dtype="<f4").tobytes())
-    return row | {"decodable": True, "sample_rate": int(sample_rate), "channels": int(samples.shape[1]),
-                  "duration_seconds": samples.shape[0] / sample_rate, "audio_hash": digest.hexdigest()}
-
-
-def _decode(path: Path) -> tuple[np.ndarray, int]:
-    """Samples as float32 (frames, channels) at the native rate: soundfile, else librosa/audioread."""
-    import soundfile
-
-    try:
-        samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
-        return samples, sample_rate
-    except Exception as first:  # noqa: BLE001
-        import librosa
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", (UserWarning, FutureWarning))
-                samples, sample_rate = librosa.load(path, sr=None, mono=False)
-        except Exception:  # noqa: BLE001  soundfile's reason is the more telling one
-            raise first from None
-        return np.atleast_2d(samples).T.astype(np.float32), int(sample_rate)
+    return row | decoded | {"decodable": True, "audio_hash": digest.hexdigest()}
 
 
 def _reason(error: Exception) -> str:

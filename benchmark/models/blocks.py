@@ -73,6 +73,16 @@ def conv1d_blocks(
     return x
 
 
+def conv2d_front(inputs, *, filters: Sequence[int], kernel_size: int, pool_size: int):
+    """The study's 2D-CNN front: the spectrogram as a one-channel image, [Conv2D, MaxPool2D] per
+    filter count, flattened."""
+    x = layers.Reshape((*inputs.shape[1:], 1), name="as_image")(inputs)
+    for stage, width in enumerate(filters, start=1):
+        x = layers.Conv2D(int(width), int(kernel_size), activation="relu", name=f"conv{stage}")(x)
+        x = layers.MaxPooling2D(int(pool_size), strides=int(pool_size), name=f"pool{stage}")(x)
+    return layers.Flatten(name="flatten")(x)
+
+
 def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "dense"):
     """ReLU Dense layers of the given widths, each optionally followed by dropout."""
     for index, width in enumerate(units, start=1):

@@ -6,9 +6,7 @@ stages, Flatten, ReLU Dense(512). At (1025, 1320) the Dense layer holds 423.6 M 
 
 from __future__ import annotations
 
-from keras import layers
-
-from benchmark.models.blocks import classifier, dense_stack, spectrogram_input
+from benchmark.models.blocks import classifier, conv2d_front, dense_stack, spectrogram_input
 from benchmark.models.registry import register_model
 
 DEFAULTS = {
@@ -34,10 +32,6 @@ SEARCH_SPACE = {
 def build(input_shape, n_classes, *, filters, kernel_size, pool_size, dense_units, dropout):
     """2D-CNN: [Conv2D(10, 5x5), MaxPool2D(2)] x 2, Flatten, Dense(512), softmax."""
     inputs = spectrogram_input(input_shape)
-    x = layers.Reshape((*inputs.shape[1:], 1), name="as_image")(inputs)
-    for stage, width in enumerate(filters, start=1):
-        x = layers.Conv2D(int(width), int(kernel_size), activation="relu", name=f"conv{stage}")(x)
-        x = layers.MaxPooling2D(int(pool_size), strides=int(pool_size), name=f"pool{stage}")(x)
-    x = layers.Flatten(name="flatten")(x)
+    x = conv2d_front(inputs, filters=filters, kernel_size=kernel_size, pool_size=pool_size)
     x = dense_stack(x, [dense_units], dropout=dropout)
     return classifier(inputs, x, n_classes, name="cnn2d")

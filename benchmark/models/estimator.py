@@ -13,7 +13,7 @@ run with nothing but Keras and a backend installed, read this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -32,6 +32,20 @@ class FitReport:
     finite: bool
 
 
+class RegisteredEstimator:
+    """What every adapter holds: the registered builder, the input shape (one, or a dict for a
+    model of several inputs), the classes and the resolved hyperparameters; ``model`` is the
+    native object once built, fitted or loaded."""
+
+    def __init__(self, build: Callable[..., Any], input_shape: Any, n_classes: int,
+                 hyperparameters: Mapping[str, Any], model: Any = None):
+        self._build = build
+        self.input_shape = input_shape
+        self.n_classes = n_classes
+        self.hyperparameters = dict(hyperparameters)
+        self._model = model
+
+
 @runtime_checkable
 class Estimator(Protocol):
     """A model of the benchmark: built lazily, fitted once, then asked for probabilities."""
@@ -44,6 +58,13 @@ class Estimator(Protocol):
     requirements: ClassVar[tuple[str, ...]]
     #: Suffix of the file :meth:`save` writes; :func:`benchmark.models.load_estimator` dispatches on it.
     suffix: ClassVar[str]
+    #: The training settings (``epochs``, ``batch_size``, ``learning_rate``) the model uses;
+    #: giving it any other is a configuration error.
+    training_keys: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    def missing_inputs(cls, features: Any) -> str | None:
+        """Why an entry's :class:`benchmark.config.FeaturesConfig` cannot feed this model, or None."""
 
     @property
     def native(self) -> Any:
@@ -68,3 +89,7 @@ class Estimator(Protocol):
 
     def save(self, folder: Path) -> Path:
         """Write the fitted model into ``folder`` as one file named ``model<suffix>``; returns it."""
+
+    # Optional members, with the defaults tracking assumes where they are absent:
+    #   native_input(x) -> what ``native`` itself takes for inputs ``x`` (default: ``x``);
+    #   native_log_options() -> extra keyword arguments of the flavour's ``log_model`` (``{}``).

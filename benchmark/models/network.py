@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import keras
 import numpy as np
 
-from benchmark.models.estimator import FitReport
+from benchmark.data import inputs
+from benchmark.models.estimator import FitReport, RegisteredEstimator
 
 if TYPE_CHECKING:
     from benchmark.config import TrainConfig
@@ -29,7 +30,7 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-class KerasNetwork:
+class KerasNetwork(RegisteredEstimator):
     """A registered Keras builder as an :class:`~benchmark.models.estimator.Estimator`.
 
     The network is built inside :meth:`fit`, after the session is cleared and every generator
@@ -40,19 +41,18 @@ class KerasNetwork:
     flavor: ClassVar[str] = "keras"
     requirements: ClassVar[tuple[str, ...]] = ("keras",)
     suffix: ClassVar[str] = ".keras"
+    #: The ``[train]``/``[model.<name>]`` settings a network uses.
+    training_keys: ClassVar[tuple[str, ...]] = ("epochs", "batch_size", "learning_rate")
     #: What ``tune`` searches of the training settings, for every network unless its own space says.
     training_search_space: ClassVar[dict[str, dict[str, Any]]] = {
         "learning_rate": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
         "batch_size": {"type": "categorical", "choices": [16, 32, 64]},
     }
 
-    def __init__(self, build: Callable[..., Any], input_shape: tuple[int, ...], n_classes: int,
-                 hyperparameters: Mapping[str, Any], model: Any = None):
-        self._build = build
-        self.input_shape = tuple(input_shape)
-        self.n_classes = n_classes
-        self.hyperparameters = dict(hyperparameters)
-        self._model = model
+    @classmethod
+    def missing_inputs(cls, features) -> str | None:
+        """Why ``features`` (a :class:`benchmark.config.FeaturesConfig`) cannot feed this model, or None."""
+        return None
 
     def build(self) -> Any:
         """The untrained network (built once; :meth:`fit` builds a fresh, seeded one)."""
@@ -64,12 +64,16 @@ class KerasNetwork:
     def native(self) -> Any:
         return self.build()
 
+    def adapt(self, model: Any, x_train) -> None:
+        """Fit the network's preprocessing layers, if any, on the training inputs (before compiling)."""
+
     def fit(self, x_train, y_train, x_valid, y_valid, *, training: TrainConfig, seed: int,
             callbacks: Sequence[Any] = (), label: str = "") -> FitReport:
         keras.utils.clear_session(free_memory=True)
         seed_everything(seed)
         self._model = None
         model = self.build()
+        self.adapt(model, x_train)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -96,11 +100,11 @@ class KerasNetwork:
             finite=all(math.isfinite(value) for value in losses),
         )
 
-    def predict_proba(self, x: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    def predict_proba(self, x, *, batch_size: int = 32) -> np.ndarray:
         model = self.build()
-        if len(x) <= batch_size:
+        if inputs.count(x) <= batch_size:
             # One batch (serving, a chunk at a time): skip predict()'s per-call data pipeline.
-            return np.asarray(model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float64)
+            return np.asarray(model.predict_on_batch(inputs.as_float32(x)), dtype=np.float64)
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
     def count_params(self) -> int:
@@ -115,7 +119,7 @@ class KerasNetwork:
     def load(cls, path: Path) -> KerasNetwork:
         """A saved network, ready to predict (``compile=False``: no optimizer state is needed)."""
         model = keras.saving.load_model(path, compile=False)
-        return cls(_already_built, tuple(model.input_shape[1:]), int(model.output_shape[-1]), {}, model=model)
+        return cls(_already_built, None, int(model.output_shape[-1]), {}, model=model)
 
 
 def _already_built(*_args, **_kwargs):

@@ -141,7 +141,8 @@ def create_estimator(name: str, input_shape: tuple[int, ...], n_classes: int, **
     """The registered model ``name`` as an unfitted estimator for ``input_shape`` (without batch)."""
     spec = get_model_spec(name)
     hyperparameters = resolve_hyperparameters(name, hp)
-    return spec.adapter(_checked_builder(spec), tuple(input_shape), n_classes, hyperparameters)
+    shape = input_shape if isinstance(input_shape, Mapping) else tuple(input_shape)
+    return spec.adapter(_checked_builder(spec), shape, n_classes, hyperparameters)
 
 
 def create_model(name: str, input_shape: tuple[int, ...], n_classes: int, **hp: Any):
@@ -161,7 +162,7 @@ def load_estimator(path: str | Path) -> Estimator:
 def _checked_builder(spec: ModelSpec) -> Builder:
     def build(input_shape, n_classes, **hyperparameters):
         try:
-            return spec.build(tuple(input_shape), n_classes, **hyperparameters)
+            return spec.build(input_shape, n_classes, **hyperparameters)
         except ValueError as error:
             raise _unbuildable(spec.name, input_shape, error) from None
 
@@ -173,7 +174,8 @@ def _unbuildable(name: str, input_shape, error: ValueError) -> BenchmarkError:
     message = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras bolds its messages.
     reason = next((line.strip() for line in message.splitlines() if "size" in line.lower()),
                   message.strip().splitlines()[0])
+    shape = dict(input_shape) if isinstance(input_shape, Mapping) else tuple(input_shape)
     return BenchmarkError(
-        f"model {name!r} cannot be built for input shape {tuple(input_shape)}: {reason} "
+        f"model {name!r} cannot be built for input shape {shape}: {reason} "
         "(use a larger input or fewer/smaller blocks)"
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = [
-    "model", "runs", "finished", "test_accuracy_n", "test_accuracy_mean", "test_accuracy_std",
+    "model", "kind", "input", "runs", "finished", "test_accuracy_n", "test_accuracy_mean", "test_accuracy_std",
     "test_accuracy_ci_low", "test_accuracy_ci_high", "test_macro_f1_mean", "test_macro_f1_std",
     "segment_accuracy_mean",
     "val_accuracy_mean", "parameters", "train_seconds_mean", "inference_ms_per_clip_mean",

@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark import tracking
 from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def load_batch(experiment: str | None = None, batch: str | None = None,
         experiment_name=experiment,
         experiment_id=found.experiment_id,
         batch_id=batch_id,
-        tracking_uri=uri,
+        tracking_uri=redact(uri),  # only ever shown (the report's text and links): never its password
         runs=chosen,
         histories=_histories(client, chosen),
         confusions=confusions,
@@ -101,11 +102,15 @@ def _with_identity_columns(runs: pd.DataFrame) -> pd.DataFrame:
     """Add ``model``, ``seed``, ``fold`` and any missing metric column; order by model, seed."""
     runs = runs.copy()
     defaults = {f"metrics.{name}": np.nan for name in RUN_METRICS} | {
-        "tags.seed": None, "tags.fold": "", "tags.split_hash": "", "tags.data_fingerprint": ""}
+        "tags.seed": None, "tags.fold": "", "tags.split_hash": "", "tags.data_fingerprint": "",
+        # Runs logged before models had kinds and inputs of their own were all networks.
+        "tags.model_kind": "network", "tags.representation": ""}
     for column, missing in defaults.items():
         if column not in runs:
             runs[column] = missing
     runs["model"] = runs["tags.model"]
+    runs["kind"] = runs["tags.model_kind"].fillna("network")
+    runs["input"] = runs["tags.representation"].fillna("")
     runs["seed"] = pd.to_numeric(runs["tags.seed"], errors="coerce").astype("Int64")
     runs["fold"] = runs["tags.fold"].fillna("")
     runs["tags.split_hash"] = runs["tags.split_hash"].fillna("")

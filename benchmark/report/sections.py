@@ -57,6 +57,8 @@ def leaderboard_section(batch: Batch, analysis: Analysis, figure: str) -> str:
     if analysis.board["segment_accuracy_mean"].isna().all():
         display = display.drop(columns="segment accuracy")  # whole clips: no segment-level figure
     notes = (
+        "Models are grouped by kind (the study's networks, the combined network, classical learners), "
+        "each with the input it was given; all of them were scored on the same test clips. "
         "Per model over its runs (seeds × folds): test accuracy and macro F1 as mean ± standard "
         f"deviation, with a {CONFIDENCE:.0%} Student-t confidence interval of the mean accuracy "
         "(clipped to [0, 1]; one run gives no interval). ★ marks the highest mean test accuracy; "
@@ -83,6 +85,8 @@ def _leaderboard_row(row) -> dict[str, str]:
     runs = f"{row.runs} ({unfinished} not finished)" if unfinished else f"{row.runs}"
     return {
         "model": f"★ {row.model}" if row.best else row.model,
+        "kind": row.kind,
+        "input": row.input or MISSING,
         "runs": runs,
         "test accuracy": _mean_std(row.test_accuracy_mean, row.test_accuracy_std),
         f"{CONFIDENCE:.0%} CI": _interval(row.test_accuracy_ci_low, row.test_accuracy_ci_high,

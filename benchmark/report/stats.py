@@ -46,8 +46,13 @@ def mean_interval(values: pd.Series, confidence: float = CONFIDENCE) -> tuple[fl
     return (float(low), float(high))
 
 
+#: The leaderboard's groups, in order; a kind not listed here follows them.
+KIND_ORDER = ("network", "combined", "classical")
+
+
 def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, best mean test accuracy first; ``best`` marks the leader(s).
+    """One row per model, grouped by kind (network, combined, classical, ...), best mean test
+    accuracy first within a group; ``best`` marks the leader(s) of the whole batch.
 
     Every run counts as one observation (seeds x folds); runs missing a metric are left out of
     that metric's mean, and ``runs``/``finished`` say how many there were. The confidence
@@ -57,6 +62,8 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     accuracy = grouped[ACCURACY]
     intervals = accuracy.apply(mean_interval)
     board = pd.DataFrame({
+        "kind": grouped["kind"].first() if "kind" in runs else "network",
+        "input": grouped["input"].first() if "input" in runs else "",
         "runs": grouped.size(),
         "finished": grouped["status"].apply(lambda status: int((status == "FINISHED").sum())),
         "test_accuracy_n": accuracy.count(),
@@ -69,7 +76,11 @@ def leaderboard(runs: pd.DataFrame) -> pd.DataFrame:
     })
     for column, metric in MEAN_COLUMNS.items():
         board[column] = grouped[metric].mean()
-    board = board.sort_values("test_accuracy_mean", ascending=False, na_position="last", kind="stable")
+    group = board["kind"].map(lambda kind: KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER))
+    board = (board.assign(_group=group)
+             .sort_values(["_group", "test_accuracy_mean"], ascending=[True, False], na_position="last",
+                          kind="stable")
+             .drop(columns="_group"))
     board["best"] = board["test_accuracy_mean"].notna() & (
         board["test_accuracy_mean"] == board["test_accuracy_mean"].max()
     )

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.gtzan import GTZAN_GENRES
+from benchmark.errors import BenchmarkError
 
 CLIP_SECONDS = 10.0
 WARMUP_CALLS = 3
@@ -44,8 +45,13 @@ def measure_latency(
     batch_size: int = 32,
     end_to_end: bool = True,
 ) -> pd.DataFrame:
-    """One row per (experiment, network): parameters and the timings described above."""
+    """One row per (experiment, network): parameters and the timings described above.
+
+    Only networks are timed (kind ``network``): they can be timed untrained. The default is the
+    experiment's networks; naming a classical learner or the two-input network is an error.
+    """
     from benchmark.config import load_experiment
+    from benchmark.models import get_model_spec
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="benchmark-latency-") as folder:
@@ -53,7 +59,12 @@ def measure_latency(
             config = load_experiment(name)
             clip = _write_clip(Path(folder) / f"{config.name}.wav", config.data.sample_rate)
             preprocessing = _preprocessing_ms(config, clip, repeats)
-            for network in models or config.run.models:
+            chosen = models or [name for name in config.run.models
+                                if get_model_spec(config.architecture_of(name)).kind == "network"]
+            for network in chosen:
+                kind = get_model_spec(config.architecture_of(network)).kind
+                if kind != "network":
+                    raise BenchmarkError(f"latency times untrained networks; {network!r} is a {kind} model")
                 rows.append({
                     "experiment": config.name,
                     **preprocessing,
@@ -95,10 +106,11 @@ def _network_row(config, name: str, clip: Path, *, repeats: int, batch_size: int
     from benchmark.models import create_estimator, resolve_hyperparameters
 
     keras.utils.clear_session(free_memory=True)
-    params = FeatureParams.from_config(config)
-    hyperparameters = resolve_hyperparameters(name, config.model_settings(name).hyperparameters)
+    params = FeatureParams.from_config(config, name)
+    architecture = config.architecture_of(name)
+    hyperparameters = resolve_hyperparameters(architecture, config.model_settings(name).hyperparameters)
     # Built untrained: its ``predict_proba`` is the very call the audio model makes.
-    network = create_estimator(name, params.shape, len(GTZAN_GENRES), **hyperparameters)
+    network = create_estimator(architecture, params.shape, len(GTZAN_GENRES), **hyperparameters)
     rng = np.random.default_rng(0)
     one = rng.random((1, *params.shape), dtype=np.float32)
     batch = rng.random((batch_size, *params.shape), dtype=np.float32)

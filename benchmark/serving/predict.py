@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 
 from benchmark.data.tracks import AUDIO_SUFFIXES
 from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 
 DEFAULT_MODEL_URI = "models:/genre-classifier@champion"
 #: Files per call of the model: the progress bar moves per chunk, and memory stays bounded.
@@ -48,12 +50,38 @@ def collect_audio_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[P
     return files, missing
 
 
+#: Model URI schemes resolved through the tracking store (``--tracking-uri``).
+TRACKED_SCHEMES = ("models", "runs", "mlflow-artifacts")
+#: Every form ``--model-uri`` takes, as the error for any other names them.
+MODEL_URI_FORMS = ("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/audio_model, "
+                   "mlflow-artifacts:/... (with an http(s) --tracking-uri), a local model folder or file:// URI")
+
+
+def check_model_uri(model_uri: str) -> str:
+    """The scheme of a model URI this command supports (``""`` for a local path); else one clear error.
+
+    MLflow would try any scheme it has an artifact repository for, and fail on most of them
+    with a traceback (``http://``: a ValueError; ``s3://``, ``gs://``: a missing package);
+    cloud stores are reached through a tracking server's ``mlflow-artifacts:`` instead.
+    """
+    if not model_uri.strip():
+        raise BenchmarkError(f"--model-uri is empty; it takes {MODEL_URI_FORMS}")
+    scheme = urlparse(model_uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a path
+        scheme = ""
+    if scheme not in (*TRACKED_SCHEMES, "file", ""):
+        raise BenchmarkError(f"unsupported model URI {redact(model_uri)!r} (scheme {scheme}:); "
+                             f"--model-uri takes {MODEL_URI_FORMS}")
+    return scheme
+
+
 def load_audio_model(model_uri: str, tracking_uri: str | None = None):
     """The pyfunc audio model at ``model_uri``; any failure to load it is one clear error."""
     from benchmark import tracking
 
-    if model_uri.startswith(("models:/", "runs:/")):
-        tracking.open_existing_store(tracking_uri)  # Only these schemes are resolved through a tracking store.
+    if check_model_uri(model_uri) in TRACKED_SCHEMES:
+        # Only these are resolved through a tracking store, which predict only reads.
+        tracking.open_existing_store(tracking_uri, writable=False)
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 
@@ -67,7 +95,7 @@ def load_audio_model(model_uri: str, tracking_uri: str | None = None):
         message = getattr(error, "message", None) or str(error)
         hint = "; promote a run first: python -m benchmark promote" if model_uri == DEFAULT_MODEL_URI else ""
         reason = message.strip().splitlines()[0]
-        raise BenchmarkError(f"cannot load model {model_uri}: {reason}{hint}") from None
+        raise BenchmarkError(f"cannot load model {redact(model_uri)}: {redact(reason)}{hint}") from None
     try:
         is_audio_model = isinstance(model.unwrap_python_model(), AudioGenreModel)
     except MlflowException:  # Another flavour, such as the run's Keras network.

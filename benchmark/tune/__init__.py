@@ -11,6 +11,7 @@ from pathlib import Path
 
 from benchmark.config import ExperimentConfig
 from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ class TuneOutcome:
     """What a tuning invocation did and found."""
 
     study_name: str
+    #: Where the study lives, as it may be shown: a URL's password is ``***``.
     storage: str
     trials_before: int
     trials_after: int
@@ -46,12 +48,13 @@ def tune_model(
     """Add ``trials`` trials to the model's study (created or resumed) and export the best.
 
     Validates the search space and prepares the data before any trial runs, so a typo or a
-    missing data folder fails at once.
+    missing data folder fails at once. The storage URL's password (a PostgreSQL storage) is
+    redacted wherever it is shown or stored: log lines, the parent run's tag, the exported file.
     """
     import optuna
 
     from benchmark import tracking
-    from benchmark.data.prepare import prepare_data
+    from benchmark.data.prepare import prepare_models
     from benchmark.models import get_model_spec
     from benchmark.provenance import provenance_tags
     from benchmark.tune.export import study_figures, write_tuned_experiment
@@ -60,21 +63,24 @@ def tune_model(
 
     if trials < 1 or jobs < 1:
         raise BenchmarkError("--trials and --jobs must be at least 1")
-    get_model_spec(model_name)
+    if timeout is not None and not timeout > 0:  # 0 would start no trial at all
+        raise BenchmarkError(f"--timeout must be a positive number of seconds, got {timeout:g}")
+    get_model_spec(config.architecture_of(model_name))
     space = search_space(config, model_name)
     study_name = study_name or f"{config.name}-{model_name}"
     storage = storage or default_storage()
+    shown_storage = redact(storage)  # the real URL only ever goes to Optuna itself
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.connect(uri)
     experiment_id = tracking.ensure_experiment(f"{config.name}-tuning", uri)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(config, study_name, storage)
     before = len(study.trials)
-    log.info("study %r in %s: %d trials so far; adding %d (%s over %s)", study_name, storage,
+    log.info("study %r in %s: %d trials so far; adding %d (%s over %s)", study_name, shown_storage,
              before, trials, config.tuning.metric, ", ".join(space))
     # Once here, with a progress bar, so that worker processes find every spectrogram cached.
-    prepared = prepare_data(config)
-    tags = {"model": model_name, "run_kind": "tune", "study": study_name, "storage": storage,
+    prepared = prepare_models(config, [model_name])[model_name]
+    tags = {"model": model_name, "run_kind": "tune", "study": study_name, "storage": shown_storage,
             "experiment": config.name, **provenance_tags()}
     with tracking.tracked_run(experiment_id, f"tune-{model_name}", tags) as parent_run_id:
         tracking.log_params(config.flat() | {"tune.trials": trials, "tune.jobs": jobs,
@@ -96,7 +102,7 @@ def tune_model(
             tracking.log_dict({"trial": best.number, "value": best.value, "params": best_params},
                               "best_params.json")
             tuned_experiment = write_tuned_experiment(
-                config, model_name, best_params, study_name=study_name, storage=storage,
+                config, model_name, best_params, study_name=study_name, storage=shown_storage,
                 trial_number=best.number, value=best.value,
                 folder=export_dir or Path.cwd() / "experiments",
             )
@@ -105,7 +111,7 @@ def tune_model(
         tracking.log_artifact_text(summary.to_csv(index=False), "trials.csv")
     return TuneOutcome(
         study_name=study_name,
-        storage=storage,
+        storage=shown_storage,
         trials_before=before,
         trials_after=len(study.trials),
         best_value=None if best is None else best.value,

@@ -7,8 +7,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import TRAINING_KEYS, ExperimentConfig
+from benchmark.config import ExperimentConfig
 from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,11 @@ def write_tuned_experiment(
     config: ExperimentConfig, model_name: str, best_params: dict[str, Any], *, study_name: str,
     storage: str, trial_number: int, value: float, folder: Path,
 ) -> Path:
-    """Write ``folder/tuned-<model>.toml``: the experiment with the best trial's values filled in."""
+    """Write ``folder/tuned-<model>.toml``: the experiment with the best trial's values filled in.
+
+    ``storage`` is named in the file's header comment, its password redacted: the file is meant
+    to be shared and committed.
+    """
     import tomli_w
 
     raw = config.model_dump(mode="json", exclude={"tuning"})
@@ -65,11 +70,14 @@ def write_tuned_experiment(
     settings = {key: value for key, value in raw["model"].get(model_name, {}).items() if value is not None}
     settings.update({key: list(v) if isinstance(v, tuple) else v for key, v in best_params.items()})
     raw["model"] = {model_name: settings}
-    for key in TRAINING_KEYS:
+    from benchmark.models import get_model_spec
+
+    # The training settings the model uses (none for a classical learner), pinned as they ran.
+    for key in get_model_spec(config.architecture_of(model_name)).adapter.training_keys:
         settings.setdefault(key, getattr(config.training_for(model_name), key))
     header = (
         f"# Written by `python -m benchmark tune --model {model_name}` from study {study_name!r}\n"
-        f"# in {storage}. Retrain the winner and score the test split once with:\n"
+        f"# in {redact(storage)}. Retrain the winner and score the test split once with:\n"
         f"#   python -m benchmark run --model {model_name} --experiment {folder / f'tuned-{model_name}.toml'}\n"
     )
     path = folder / f"tuned-{model_name}.toml"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
 
 import keras
 import optuna
@@ -18,7 +19,7 @@ from benchmark.config import ExperimentConfig
 from benchmark.data.prepare import PreparedData
 from benchmark.models import resolve_hyperparameters
 from benchmark.tune.space import search_space, split_training_keys, suggest
-from benchmark.unit import ModelSetup, Unit, fit_and_score
+from benchmark.unit import Unit, fit_and_score, model_setup
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,8 @@ class PruningCallback(keras.callbacks.Callback):
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
             self.pruned_at = epoch
-            self.model.stop_training = True
+            if self.model is not None:  # a learner without epochs reports once and has nothing to stop
+                self.model.stop_training = True
 
 
 class TrialFailed(Exception):
@@ -58,6 +60,7 @@ class Objective:
     study_name: str
 
     def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker_pid", os.getpid())  # provenance: which worker process ran it
         metric = self.config.tuning.metric
         values = suggest(trial, search_space(self.config, self.model_name))
         training_overrides, hp_overrides = split_training_keys(values)
@@ -72,7 +75,9 @@ class Objective:
             tracking.log_params(values | {"trial_number": trial.number})
             pruning = PruningCallback(trial, metric)
             try:
-                setup = ModelSetup(resolve_hyperparameters(self.model_name, {**given, **hp_overrides}), training)
+                entry = model_setup(self.config, self.model_name)
+                setup = replace(entry, training=training, hyperparameters=resolve_hyperparameters(
+                    entry.architecture, {**given, **hp_overrides}))
                 # Tuning sees the first split's train and validation data only (fold 0 under
                 # kfold): the test tracks stay unseen until the tuned model is run.
                 result = fit_and_score(self.config, self.prepared, Unit(self.model_name, seed, 0), setup=setup,

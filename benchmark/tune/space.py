@@ -18,7 +18,7 @@ def search_space(config: ExperimentConfig, model_name: str) -> dict[str, Distrib
     if given is not None:
         return given
     space = {name: Distribution.model_validate(spec)
-             for name, spec in get_model_spec(model_name).search_space.items()}
+             for name, spec in get_model_spec(config.architecture_of(model_name)).search_space.items()}
     if not space:
         raise BenchmarkError(
             f"model {model_name!r} has no default search space; give one as [tuning.{model_name}]"

@@ -16,6 +16,7 @@ from pathlib import Path
 from benchmark.config import ExperimentConfig
 from benchmark.errors import BenchmarkError
 from benchmark.paths import mlruns_dir
+from benchmark.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,9 @@ def open_storage(url: str):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
         except Exception as error:  # noqa: BLE001  drivers raise their own types
-            raise BenchmarkError(f"cannot open Optuna storage {url}: {str(error).splitlines()[0]}") from None
+            # Redacted: the URL (and a driver's message quoting it) may hold a password.
+            reason = redact(str(error).splitlines()[0])
+            raise BenchmarkError(f"cannot open Optuna storage {redact(url)}: {reason}") from None
     path = Path(url).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(str(path)))
@@ -102,7 +105,7 @@ def run_worker(task: WorkerTask, prepared=None) -> int:
     import optuna
 
     from benchmark import tracking
-    from benchmark.data.prepare import prepare_data
+    from benchmark.data.prepare import prepare_models
     from benchmark.tune.objective import Objective
 
     if multiprocessing.current_process().name != "MainProcess":
@@ -111,7 +114,7 @@ def run_worker(task: WorkerTask, prepared=None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     tracking.connect(task.tracking_uri)
     study = load_study(task.config, task.study_name, task.storage_url)
-    prepared = prepared or prepare_data(task.config, progress=False)
+    prepared = prepared or prepare_models(task.config, [task.model_name], progress=False)[task.model_name]
     objective = Objective(task.config, prepared, task.model_name, task.experiment_id,
                           task.parent_run_id, task.study_name)
     before = len(study.trials)

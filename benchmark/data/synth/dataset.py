@@ -8,6 +8,7 @@ rename, so an interrupted run leaves only complete clips and resumes where it st
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
+from filelock import FileLock
 
 from benchmark.data.gtzan import GTZAN_GENRES, GTZAN_SAMPLE_RATE
 from benchmark.data.synth.clip import check_audio_arguments, check_genre, check_integer, synthesize_clip
@@ -44,6 +46,20 @@ def write_dataset(out_dir: str | os.PathLike, *, clips_per_genre: int = 100, sec
     parameters = _dataset_parameters(clips_per_genre, seconds, sample_rate, seed, genres, workers)
     if _is_complete(out_dir, parameters):
         return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Two commands starting together on a fresh cache would both write, and each remove the
+    # other's temporary files and markers: one generates, the other waits, then finds it complete.
+    # The lock is a hidden file beside the folder (inside, it would make the folder look taken).
+    with FileLock(out_dir.with_name(f".{out_dir.name}.lock")):
+        if not _is_complete(out_dir, parameters):
+            _generate(out_dir, parameters, workers=workers, progress=progress)
+    return out_dir
+
+
+def _generate(out_dir: Path, parameters: dict, *, workers: int | None, progress: bool) -> None:
+    """Write the clips still missing, between the partial marker and the final one."""
+    clips_per_genre, seconds, sample_rate, seed = (parameters[key] for key in
+                                                   ("clips_per_genre", "seconds", "sample_rate", "seed"))
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_json_atomically(out_dir / _PARTIAL_MARKER_NAME, parameters)
     jobs = []
@@ -61,7 +77,6 @@ def write_dataset(out_dir: str | os.PathLike, *, clips_per_genre: int = 100, sec
                      unit="clip")
     _write_json_atomically(out_dir / MARKER_NAME, parameters)
     (out_dir / _PARTIAL_MARKER_NAME).unlink()
-    return out_dir
 
 
 def _dataset_parameters(clips_per_genre, seconds, sample_rate, seed, genres, workers) -> dict:
@@ -154,9 +169,19 @@ def _write_clip(job: _ClipJob) -> None:
     try:
         # Converting to int16 here, not in libsndfile, is faster and leaves nothing to its rounding.
         pcm = np.round(audio * np.float32(32767)).astype(np.int16)
-        sf.write(temp, pcm, job.sample_rate, subtype="PCM_16", format="WAV")
+        try:
+            sf.write(temp, pcm, job.sample_rate, subtype="PCM_16", format="WAV")
+        except sf.LibsndfileError:
+            # libsndfile says only "System error" when the disk refuses a write. The same bytes,
+            # written by Python, raise the OSError that says why (no space, read-only) and names
+            # the file: one line from the command line instead of a traceback.
+            encoded = io.BytesIO()
+            sf.write(encoded, pcm, job.sample_rate, subtype="PCM_16", format="WAV")
+            temp.write_bytes(encoded.getvalue())
         os.replace(temp, job.path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             temp.unlink()
+        if isinstance(error, OSError) and not error.filename:  # a failed write names no file: say which
+            raise OSError(error.errno, error.strerror, str(job.path)) from error
         raise
