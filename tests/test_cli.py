@@ -7,16 +7,19 @@ import sys
 
 import pytest
 
-from tests.helpers import PROJECT_ROOT, assert_user_error, free_port, run_cli
+from tests.helpers import PROJECT_ROOT, assert_user_error, free_port, run_cli, write_clip
 
 
 @pytest.mark.parametrize(
-    "verb", [[], ["run"], ["list"], ["data"], ["data", "synth"], ["ui"]], ids=lambda v: " ".join(v) or "top"
+    "verb",
+    [[], ["run"], ["tune"], ["list"], ["data"], ["data", "synth"], ["data", "verify"], ["data", "download"], ["data", "features"],
+     ["ui"]],
+    ids=lambda v: " ".join(v) or "top",
 )
 def test_every_verb_has_help(verb):
     result = run_cli(*verb, "--help")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: python -m benchmark")
+    assert result.stdout.startswith(" ".join(["usage: python -m benchmark", *verb]))
 
 
 def test_help_imports_no_heavy_library():
@@ -85,4 +88,57 @@ def test_missing_split_dir_is_one_line_exit_2(tone_tree, tmp_path):
 def test_more_folds_than_tracks_is_one_line_exit_2(tone_tree, tmp_path):
     result = run_cli("run", "--all", "--experiment", "smoke", "--data-dir", str(tone_tree),
                      "--set", 'split.protocol="kfold"', "--set", "split.folds=10", cwd=tmp_path)
-    assert_user_error(result, "every genre needs at least 11 tracks to be split into 10 folds")
+    assert_user_error(result, "every genre needs at least 10 tracks to be split into 10 folds")
+
+
+# --- tune, latency and predict: mistakes are one line and exit 2, before any work ---------------
+# In process (``main``, as ``python -m benchmark`` calls it): these verbs import Keras before they
+# check anything, which a subprocess per case would pay for again and again.
+
+def main_user_error(capsys, fragment, *args):
+    """``main(args)`` returns 2 and its stderr ends in one ``error:`` line naming ``fragment``."""
+    from benchmark.cli import main
+
+    code = main(list(args))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], err
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--model", "cnn2d", "--trials", "0"], "--trials and --jobs must be at least 1"),
+    (["--model", "cnn2d", "--jobs", "0"], "--trials and --jobs must be at least 1"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
+], ids=["no-trials", "no-jobs", "unknown-model"])
+def test_tune_mistakes_are_one_line_exit_2(tmp_path, capsys, args, fragment):
+    main_user_error(capsys, fragment, "tune", "--experiment", "smoke", *args)
+    assert not (tmp_path / "mlruns").exists()  # refused before any study, store or data was touched
+
+
+def test_tune_with_a_storage_it_cannot_open_is_one_line_exit_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'no' / 'such' / 'folder' / 'optuna.db'}"
+    main_user_error(capsys, f"cannot open Optuna storage {url}: ", "tune", "--experiment", "smoke",
+                    "--model", "cnn2d", "--storage", url)
+
+
+def test_latency_mistakes_are_one_line_exit_2(capsys):
+    main_user_error(capsys, "--repeats and --batch-size must be at least 1",
+                    "latency", "--experiment", "smoke", "--repeats", "0")
+    # The names are checked before any experiment is read or network built: the model is named,
+    # although the experiment does not exist either.
+    main_user_error(capsys, "unknown model 'resnet'", "latency", "--model", "resnet", "--experiment", "nope.toml")
+
+
+def test_predict_with_a_folder_that_is_not_an_audio_model_is_one_line_exit_2(tmp_path, capsys):
+    import mlflow.sklearn
+    from sklearn.dummy import DummyClassifier
+
+    clip = write_clip(tmp_path / "clip.wav")
+    empty = tmp_path / "not-a-model"
+    empty.mkdir()
+    main_user_error(capsys, f"cannot load model {empty}", "predict", str(clip), "--model-uri", str(empty))
+    # A real MLflow model, of another flavour: it loads, but it is not audio in, genres out.
+    other = tmp_path / "sklearn-model"
+    mlflow.sklearn.save_model(DummyClassifier().fit([[0.0], [1.0]], [0, 1]), str(other), pip_requirements=[])
+    main_user_error(capsys, f"{other} is not an audio model", "predict", str(clip), "--model-uri", str(other))

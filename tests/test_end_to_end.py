@@ -62,21 +62,39 @@ def test_one_finished_run_per_model_with_identifying_tags(smoke_batch):
 
 
 def test_config_hyperparameters_and_metrics_are_logged(smoke_batch):
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    from benchmark.models import get_model_spec, resolve_hyperparameters
+
     outcome, _ = smoke_batch
     client, runs = batch_runs(outcome)
+    config = load_experiment("smoke")
     for model, run in runs.items():
         params, metrics = run.data.params, run.data.metrics
         assert params["features.representation"] == "logmel"
         assert params["train.epochs"] == "1" and params["effective.epochs"] == "1"
         assert params["input_shape"] == "(48, 64)"
-        assert any(key.startswith("hp.") for key in params)
+        # Every hyperparameter the network was built with, defaults filled in, and nothing else.
+        resolved = resolve_hyperparameters(config.architecture_of(model), config.model_settings(model).hyperparameters)
+        assert set(resolved) == set(get_model_spec(config.architecture_of(model)).defaults)
+        assert {key: value for key, value in params.items() if key.startswith("hp.")} == {
+            f"hp.{key}": str(value) for key, value in resolved.items()}
         assert int(params["tracks.test"]) == 24 and int(params["tracks.skipped"]) == 0
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             history = client.get_metric_history(run.info.run_id, key)
             assert [point.step for point in history] == [0], key
-        assert 0.0 <= metrics["test_accuracy"] <= 1.0
-        assert 0.0 <= metrics["test_macro_f1"] <= 1.0
-        assert {f"test_f1_{genre}" for genre in GTZAN_GENRES} <= set(metrics)
+        assert metrics["final_val_accuracy"] == history[-1].value  # the last epoch's val_accuracy
+        # The headline scores, recomputed from the run's own per-clip predictions.
+        predictions = pd.read_csv(client.download_artifacts(run.info.run_id, "predictions.csv"))
+        assert len(predictions) == 24
+        assert metrics["test_accuracy"] == pytest.approx(predictions["correct"].mean())
+        genres = list(GTZAN_GENRES)
+        assert metrics["test_macro_f1"] == pytest.approx(f1_score(
+            predictions["true"], predictions["predicted"], labels=genres, average="macro", zero_division=0))
+        per_class = f1_score(predictions["true"], predictions["predicted"], labels=genres, average=None,
+                             zero_division=0)
+        assert [metrics[f"test_f1_{genre}"] for genre in genres] == pytest.approx(list(per_class))
         assert metrics["test_inference_ms_per_clip"] > 0
         row = next(r for r in outcome.runs if r.model == model)
         assert metrics["parameters"] == row.parameters > 0
@@ -126,9 +144,9 @@ def test_same_seed_repeats_the_same_result(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first, second = (run_experiment(config, ["crnn"], tracking_uri=uri, progress=False).runs[0]
                      for _ in range(2))
-    assert first["test_accuracy"] == second["test_accuracy"]
+    assert first.test_accuracy == second.test_accuracy
     client = client_for(uri)
-    histories = [[p.value for p in client.get_metric_history(r["run_id"], "val_loss")] for r in (first, second)]
+    histories = [[p.value for p in client.get_metric_history(r.run_id, "val_loss")] for r in (first, second)]
     assert histories[0] == histories[1] and len(histories[0]) == 2
 
 

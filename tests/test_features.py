@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -92,6 +94,42 @@ def test_truncated_cache_entry_is_recomputed_and_temp_files_ignored(tone_tree, t
     assert again.from_cache == 11
     np.testing.assert_array_equal(reference.inputs, again.inputs)
     assert np.load(entry).shape == SMALL_MEL.shape
+
+
+def test_a_save_that_fails_partway_leaves_no_entry_and_no_temp_file(tone_tree, tmp_path, monkeypatch):
+    """A write cut short (disk full, a killed worker) must leave nothing a later read could trust."""
+    tracks = discover_tracks(tone_tree)
+    real_save = np.save
+    calls = []
+
+    def save_then_fail(file, array, *args, **kwargs):
+        calls.append(file)
+        # Some bytes reach the file (a valid .npy header and part of the data), then the disk fills.
+        buffer = io.BytesIO()
+        real_save(buffer, array, *args, **kwargs)
+        partial = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        if hasattr(file, "write"):
+            file.write(partial)
+            file.flush()
+        else:
+            with open(file, "wb") as handle:
+                handle.write(partial)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", save_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
+    assert len(calls) == 1  # the first clip's write failed, and extraction stopped there
+    left = sorted(path.relative_to(feature_cache_dir(tmp_path / "c", SMALL_MEL))
+                  for path in feature_cache_dir(tmp_path / "c", SMALL_MEL).rglob("*") if path.is_file())
+    assert [str(path) for path in left] == ["params.json"]  # no <hash>.npy, no temporary file
+
+    monkeypatch.setattr(np, "save", real_save)
+    again = extract_features(tracks, SMALL_MEL, tmp_path / "c", workers=1, progress=False)
+    assert again.from_cache == 0  # nothing half-written was taken for an entry: all recomputed
+    reference = extract_features(tracks, SMALL_MEL, tmp_path / "fresh", workers=1, progress=False)
+    np.testing.assert_array_equal(again.inputs, reference.inputs)
+    assert len(cache_entries(tmp_path / "c", SMALL_MEL)) == 12
 
 
 def test_undecodable_file_is_skipped_and_listed(tone_tree, tmp_path):

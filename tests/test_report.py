@@ -97,7 +97,8 @@ def test_failed_run_is_counted_and_shown_as_missing(planted, report):
     table = summary(report)
     assert (table.loc["weak", "runs"], table.loc["weak", "finished"]) == (4, 3)
     markdown = (report.folder / "report.md").read_text()
-    assert re.search(r"\| weak +\| 4 \(1 not finished\)", markdown)
+    leaderboard = {row["model"]: row for row in markdown_table(markdown, "Leaderboard", "model")}
+    assert leaderboard["weak"]["runs"] == "4 (1 not finished)"
     assert "**Not finished:** weak seed 3 (FAILED)" in markdown
     failed = next(run for run in batch_runs(planted) if run.info.status == "FAILED")
     provenance = markdown.split("## Provenance")[1]
@@ -145,6 +146,113 @@ def test_report_runs_mcnemar_on_the_logged_predictions(planted, batch):
     assert (row["only_a_right"], row["only_b_right"], row["units"]) == (only_first, only_second, len(SEEDS))
     expected = stats.binomtest(min(only_first, only_second), only_first + only_second, 0.5).pvalue
     assert row["p_value"] == pytest.approx(expected)
+
+
+def markdown_table(markdown: str, section: str, first_header: str) -> list[dict[str, str]]:
+    """The rows of the pipe table in ``## section`` whose first header is ``first_header``."""
+    body = markdown.split(f"## {section}")[1].split("\n## ")[0]
+    tables, current = [], []
+    for line in body.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif current:
+            tables.append(current)
+            current = []
+    headers, _, *rows = next(table for table in tables if table[0][0] == first_header)
+    return [dict(zip(headers, row, strict=True)) for row in rows]
+
+
+def test_holm_adjusted_p_values_are_statsmodels_holm_of_the_pairs(planted, batch, report):
+    from statsmodels.stats.multitest import multipletests
+
+    from benchmark.report.stats import pairwise_significance
+
+    # Each pair's McNemar p-value, from the per-clip predictions joined by track and seed.
+    runs = {(r.data.tags["model"], r.data.tags["seed"]): r.info.run_id for r in batch_runs(planted)}
+    pairs, p_values = [("good", "fair"), ("good", "weak"), ("fair", "weak")], []
+    for first, second in pairs:
+        only_first = only_second = 0
+        for seed in map(str, SEEDS):
+            joined = batch.predictions[runs[first, seed]].join(
+                batch.predictions[runs[second, seed]], how="inner", lsuffix="_a", rsuffix="_b")
+            only_first += int(((joined["correct_a"] == 1) & (joined["correct_b"] == 0)).sum())
+            only_second += int(((joined["correct_a"] == 0) & (joined["correct_b"] == 1)).sum())
+        p_values.append(stats.binomtest(min(only_first, only_second), only_first + only_second, 0.5).pvalue)
+    holm = multipletests(p_values, method="holm")[1]
+    # Not vacuous: Holm differs here from both the raw p-values and Bonferroni's.
+    assert not np.allclose(holm, p_values) and not np.allclose(holm, multipletests(p_values, method="bonferroni")[1])
+
+    tests = pairwise_significance(batch.runs, batch.predictions)
+    adjusted = {frozenset((row.model_a, row.model_b)): row.p_holm for row in tests.itertuples()}
+    assert len(adjusted) == 3
+    for pair, expected in zip(pairs, holm, strict=True):
+        assert adjusted[frozenset(pair)] == pytest.approx(expected, rel=1e-9, abs=1e-300)
+    # The report shows them, as it formats p-values.
+    shown = {frozenset(row["pair"].split(" vs ")): row["p (Holm)"]
+             for row in markdown_table((report.folder / "report.md").read_text(), "Pairwise significance", "pair")}
+    for pair, expected in zip(pairs, holm, strict=True):
+        assert shown[frozenset(pair)] == ("<0.0001" if expected < 1e-4 else f"{expected:.4f}")
+    # At four decimals this batch's adjusted p-values look like the raw ones; p-values whose Holm
+    # adjustment shows tell the two columns apart.
+    from dataclasses import replace
+
+    from benchmark.report.sections import significance_section
+    from benchmark.report.stats import analyse
+
+    analysis = analyse(batch.runs, batch.histories, batch.confusions, batch.predictions)
+    chosen = tests.assign(p_value=[0.01, 0.02, 0.04])
+    chosen["p_holm"] = multipletests(chosen["p_value"], method="holm")[1]
+    rows = markdown_table(significance_section(replace(analysis, significance=chosen)), "Pairwise significance",
+                          "pair")
+    assert [(row["p"], row["p (Holm)"]) for row in rows] == [("0.0100", "0.0300"), ("0.0200", "0.0400"),
+                                                             ("0.0400", "0.0400")]
+
+
+def test_row_normalised_confusion_is_each_true_genres_share_of_its_clips(planted, batch):
+    import matplotlib.pyplot as plt
+
+    from benchmark.report.figures import confusion_figure
+    from benchmark.report.stats import row_normalised, summed_confusions
+
+    summed = summed_confusions(batch.runs, batch.confusions)
+    for model in MODELS:
+        # Independently: the model's predictions.csv rows, every seed together.
+        frames = [pd.read_csv(planted.client.download_artifacts(run.info.run_id, "predictions.csv"))
+                  for run in batch_runs(planted)
+                  if run.data.tags["model"] == model and run.info.status == "FINISHED"]
+        rows = pd.concat(frames)
+        counts = pd.crosstab(rows["true"], rows["predicted"]).reindex(index=list(GENRES), columns=list(GENRES),
+                                                                     fill_value=0)
+        shares = row_normalised(summed[model])
+        np.testing.assert_allclose(shares.to_numpy(), (counts.T / counts.sum(axis=1)).T.to_numpy())
+        np.testing.assert_allclose(shares.sum(axis=1), 1.0)
+        recall = rows.groupby("true")["correct"].mean().reindex(list(GENRES))
+        np.testing.assert_allclose(np.diag(shares), recall)  # the diagonal is each genre's recall
+    # A genre without test clips has no shares (not zeros, not a division error).
+    lonely = pd.DataFrame([[3, 1], [0, 0]], index=["a", "b"], columns=["a", "b"])
+    assert row_normalised(lonely).loc["a"].tolist() == [0.75, 0.25] and row_normalised(lonely).loc["b"].isna().all()
+
+    # The report's second confusion figure draws those shares; the first, the summed counts.
+    for normalised in (True, False):
+        figure = confusion_figure(summed, normalised=normalised)
+        drawn = {axes.get_title(): axes.images[0].get_array() for axes in figure.axes if axes.images}
+        plt.close(figure)
+        for model, matrix in summed.items():
+            expected = row_normalised(matrix) if normalised else matrix
+            np.testing.assert_allclose(np.asarray(drawn[model]), expected.to_numpy())
+
+
+def test_leaderboard_val_accuracy_is_the_mean_last_epoch_val_accuracy(planted, report):
+    table = summary(report)
+    rows = {row["model"].removeprefix("★ "): row
+            for row in markdown_table((report.folder / "report.md").read_text(), "Leaderboard", "model")}
+    for model in MODELS:
+        last = [planted.client.get_metric_history(run.info.run_id, "val_accuracy")[-1].value
+                for run in batch_runs(planted)
+                if run.data.tags["model"] == model and run.info.status == "FINISHED"]
+        assert len(last) == len(SEEDS)
+        assert table.loc[model, "val_accuracy_mean"] == pytest.approx(statistics.mean(last))
+        assert rows[model]["val accuracy"] == f"{statistics.mean(last):.4f}"
 
 
 def test_paired_t_test_where_runs_share_no_split(tmp_path):
@@ -267,7 +375,8 @@ def test_model_whose_only_run_failed_is_all_missing(tmp_path):
     assert table.loc["broken", ["runs", "finished", "test_accuracy_n"]].tolist() == [1, 0, 0]
     assert table.loc["broken"].isna()["test_accuracy_mean"] and not table.loc["broken", "best"]
     markdown = (report.folder / "report.md").read_text()
-    assert re.search(r"\| broken +\| 1 \(1 not finished\) +\| — +\| — +\|", markdown)
+    broken = next(row for row in markdown_table(markdown, "Leaderboard", "model") if row["model"] == "broken")
+    assert (broken["runs"], broken["test accuracy"], broken["95% CI"]) == ("1 (1 not finished)", "—", "—")
     assert "— (too few paired runs)" in markdown
 
 

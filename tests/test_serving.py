@@ -283,6 +283,50 @@ def test_predict_without_a_usable_model_is_one_clear_error(champion_store, mixed
                       "no such file or directory")
 
 
+# --- the REST scoring app `mlflow models serve` runs, called in process -------------------------
+
+def asgi_post(app, path: str, payload: dict) -> tuple[int, str]:
+    """POST ``payload`` as JSON to an ASGI ``app``, as uvicorn would; its status and body."""
+    import asyncio
+
+    body = json.dumps(payload).encode()
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    asyncio.run(app(scope, receive, send))
+    status = next(message["status"] for message in sent if message["type"] == "http.response.start")
+    return status, b"".join(message.get("body", b"") for message in sent
+                            if message["type"] == "http.response.body").decode()
+
+
+def test_rest_request_with_neither_path_nor_audio_is_http_400(champion_store, monkeypatch):
+    """The README's promise: a request without either input column fails whole, as a client error;
+    a request whose rows cannot be read still answers 200, with an error per row."""
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", champion_store["uri"])
+    monkeypatch.setenv("_MLFLOW_IS_IN_SERVING_ENVIRONMENT", "false")  # init sets it: restored after
+    app = scoring_server.init(mlflow.pyfunc.load_model(CHAMPION))
+    status, body = asgi_post(app, "/invocations", {"dataframe_split": {"columns": ["other"], "data": [["x"]]}})
+    assert status == 400, body
+    assert "'path' column" in json.loads(body)["message"]
+    status, body = asgi_post(app, "/invocations", {"dataframe_split": {"columns": ["audio"],
+                                                                       "data": [["not base64!"]]}})
+    assert status == 200, body
+    (row,) = json.loads(body)["predictions"]
+    assert row["error"] == "the audio value is not valid base64" and row["genre"] is None
+
+
 # --- trained models: the runner's hook, a fresh process, a real server -------------------------
 
 def class_names_of(client, run) -> list[str]:
@@ -441,8 +485,11 @@ def test_mlflow_models_serve_labels_base64_audio(trained_batch, tmp_path):
         rows = [[b64(clip)], [base64.b64encode(b"not audio").decode()]]
         payload = {"dataframe_split": {"columns": ["audio"], "data": rows}}
         response = requests.post(f"{url}/invocations", json=payload, timeout=120)
+        neither = requests.post(f"{url}/invocations", timeout=120,
+                                json={"dataframe_split": {"columns": ["other"], "data": [["x"]]}})
     finally:
         stop_server(process)
+    assert neither.status_code == 400, neither.text  # the README's promise for a request without inputs
     assert response.status_code == 200, response.text
     # Strict JSON: a NaN or Infinity in the answer fails the test here.
     answer = json.loads(response.text, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))

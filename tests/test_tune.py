@@ -14,6 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.errors import BenchmarkError
+from benchmark.tune.study import open_storage
 from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,28 @@ def test_tiny_study_lands_in_storage_and_as_nested_runs(tmp_path):
     assert [t.number for t in states(outcome.storage, "smoke-cnn2d")[1].trials] == [0, 1, 2]
 
 
+def test_tune_command_twice_in_one_folder_resumes_the_default_journal(tmp_path, capsys):
+    """The command line as a user runs it: no --storage, so the study lives in mlruns/."""
+    import optuna
+
+    from benchmark.cli import main
+
+    command = ["tune", "--model", "cnn2d", "--experiment", "smoke", "--trials", "1",
+               "--set", "model.cnn2d.epochs=1", "--set", "tuning.pruner=none"]
+    journal = tmp_path / "mlruns" / "optuna-journal.log"
+    counts = []
+    for _ in range(2):
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        counts += [line for line in out.splitlines() if line.startswith("study ")]
+        assert "retrain and test it: python -m benchmark run --model cnn2d --experiment " in out
+    assert counts == [f"study 'smoke-cnn2d' ({journal}): 1 trials, 1 added",
+                      f"study 'smoke-cnn2d' ({journal}): 2 trials, 1 added"]
+    study = optuna.load_study(study_name="smoke-cnn2d", storage=open_storage(str(journal)))
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert (tmp_path / "experiments" / "tuned-cnn2d.toml").is_file()
+
+
 def test_exported_experiment_retrains_the_winner_and_scores_test(tmp_path):
     from benchmark.runner import run_experiment
 
@@ -90,7 +113,7 @@ def test_exported_experiment_retrains_the_winner_and_scores_test(tmp_path):
                             progress=False)
     from mlflow import MlflowClient
 
-    run = MlflowClient(result.tracking_uri).get_run(result.runs[0]["run_id"])
+    run = MlflowClient(result.tracking_uri).get_run(result.runs[0].run_id)
     assert run.info.status == "FINISHED" and "test_accuracy" in run.data.metrics
     assert run.data.params["hp.kernel_size"] == str(outcome.best_params["kernel_size"])
 
@@ -137,6 +160,10 @@ def test_two_parallel_workers_lose_and_duplicate_no_trial(tmp_path):
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     _, _, children = trial_runs(outcome, f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     assert sorted(int(r.data.params["trial_number"]) for r in children) == [0, 1, 2, 3]
+    # Two worker processes, neither of them this one, ran two trials each.
+    pids = [trial.user_attrs["worker_pid"] for trial in study.trials]
+    assert len(set(pids)) == 2 and os.getpid() not in pids
+    assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
 
 
 def _postgres_bin() -> Path | None:
@@ -181,3 +208,12 @@ def test_study_on_a_real_postgresql_server(tmp_path, postgres_url):
     assert found == ["COMPLETE", "COMPLETE"]
     _, again = tune(tmp_path, trials=1, storage=postgres_url)
     assert again.trials_after == 3
+
+
+def test_resuming_a_study_with_the_other_metric_direction_is_one_clear_error(tmp_path):
+    from benchmark.tune.study import load_study
+
+    storage = str(tmp_path / "journal.log")
+    load_study(load_experiment("smoke"), "s", storage)  # created to maximise val_accuracy
+    with pytest.raises(BenchmarkError, match="optimises in the other direction.*maximize, not minimize"):
+        load_study(load_experiment("smoke", ["tuning.metric=val_loss"]), "s", storage)

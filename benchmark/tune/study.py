@@ -76,8 +76,16 @@ def load_study(config: ExperimentConfig, study_name: str, storage_url: str):
             pruner=make_pruner(config),
             load_if_exists=True,
         )
-    except ValueError as error:  # e.g. an existing study optimised in the other direction
+    except ValueError as error:
         raise BenchmarkError(f"study {study_name!r}: {error}") from None
+    # Optuna resumes an existing study in its own direction, whatever is asked: tuning on
+    # val_loss a study that maximised val_accuracy would maximise the loss.
+    found = study.direction.name.lower()
+    if found != direction:
+        raise BenchmarkError(
+            f"study {study_name!r} exists and optimises in the other direction ({found}, not {direction} "
+            f"for {config.tuning.metric}); pass another --study name or the metric it was created with"
+        )
     return study
 
 
