@@ -11,8 +11,10 @@ tests also run under JAX and PyTorch in environments that hold only Keras and th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -277,3 +279,42 @@ def train_smoke_batch(folder: Path, cache: Path) -> tuple[dict, Path]:
         outcome = run_experiment(load_experiment("smoke"), ["cnn2d", "crnn"],
                                  tracking_uri=store_uri(folder), progress=False)
     return outcome, folder
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def served_model(model_uri: str, tracking_uri: str, folder: Path):
+    """A real ``mlflow models serve`` of ``model_uri`` on 127.0.0.1; yields its base URL.
+
+    ``--env-manager local`` runs uvicorn from PATH: this interpreter's environment comes first.
+    The server runs uvicorn in a child process, so the whole process group is stopped after.
+    """
+    url = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = Path(folder) / "serve.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+             "-h", "127.0.0.1", "-p", url.rsplit(":", 1)[1]],
+            cwd=folder, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_http(f"{url}/ping", process, what="mlflow models serve", output=log.read_text)
+        yield url
+    finally:
+        stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM the process group a server was started in; SIGKILL it if it does not go."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue

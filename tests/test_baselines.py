@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +15,7 @@ from benchmark.data.features import FeatureParams, handcrafted_vectors
 from benchmark.data.handcrafted import EXTRA_COLUMNS, TABLE_COLUMNS, clip_statistics, handcrafted_columns
 from benchmark.data.segments import Segmenting
 from benchmark.errors import BenchmarkError
-from tests.helpers import EXCERPTS, assert_user_error, free_port, run_cli, wait_for_http
+from tests.helpers import EXCERPTS, assert_user_error, run_cli, served_model
 
 #: The public GTZAN features table's columns (features_30_sec.csv), between filename/length and label.
 PUBLIC_TABLE = (
@@ -236,30 +233,15 @@ def test_classical_and_combined_models_run_report_promote_predict_and_serve(tmp_
     assert labelled.returncode == 0, labelled.stderr
     assert json.loads(labelled.stdout)[0]["status"] == "ok"
 
-    port = free_port()
-    # `--env-manager local` runs uvicorn from PATH: this interpreter's environment.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log_path = tmp_path / "serve.log"
-    with log_path.open("w") as log_file:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/genre-classifier@champion",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", server, what="mlflow models serve",
-                      output=log_path.read_text)
-        import requests
+    import requests
 
-        payload = {"dataframe_split": {"columns": ["audio"],
-                                       "data": [[base64.b64encode(clip.read_bytes()).decode()]]}}
-        answer = requests.post(f"http://127.0.0.1:{port}/invocations", json=payload, timeout=120)
-        assert answer.status_code == 200, answer.text
-        prediction = answer.json()["predictions"][0]
-        assert prediction["error"] is None and prediction["genre"] in prediction_genres(prediction)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
+    payload = {"dataframe_split": {"columns": ["audio"], "data": [[base64.b64encode(clip.read_bytes()).decode()]]}}
+    with served_model("models:/genre-classifier@champion", f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}",
+                      tmp_path) as url:
+        answer = requests.post(f"{url}/invocations", json=payload, timeout=120)
+    assert answer.status_code == 200, answer.text
+    prediction = answer.json()["predictions"][0]
+    assert prediction["error"] is None and prediction["genre"] in prediction_genres(prediction)
 
 
 def prediction_genres(prediction: dict) -> set[str]:

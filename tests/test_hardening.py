@@ -30,8 +30,8 @@ from tests.helpers import (
     free_port,
     plant_champion,
     run_cli,
+    served_model,
     store_uri,
-    wait_for_http,
     write_clip,
 )
 
@@ -635,27 +635,11 @@ def test_mlflow_models_serve_refuses_path_rows_and_labels_audio(champion, tmp_pa
     from benchmark.audio_model import SERVED_PATH_REFUSED
 
     clip = write_clip(tmp_path / "song.wav", seconds=2.0)
-    port = free_port()
-    env = env_with(MLFLOW_TRACKING_URI=champion["uri"],
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    log = tmp_path / "serve.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/genre-classifier@champion",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", process, what="mlflow models serve", output=log.read_text)
+    with served_model("models:/genre-classifier@champion", champion["uri"], tmp_path) as url:
         rows = [[str(clip), None], [str(tmp_path / "gone.wav"), None],
                 [None, base64.b64encode(clip.read_bytes()).decode()]]
-        response = requests.post(f"http://127.0.0.1:{port}/invocations", timeout=120,
+        response = requests.post(f"{url}/invocations", timeout=120,
                                  json={"dataframe_split": {"columns": ["path", "audio"], "data": rows}})
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(process.pid, sig)
-                process.wait(timeout=30)
-                break
     assert response.status_code == 200, response.text
     existing, missing, uploaded = response.json()["predictions"]
     # Before: "no such file: ..." for one and a genre for the other told a client which files exist.

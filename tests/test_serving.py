@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +20,13 @@ from tests.helpers import (
     EXCERPTS,
     PLANTED_EXPERIMENT,
     batch_runs,
-    free_port,
     plant_champion,
     plant_run,
     run_cli,
+    served_model,
     smoke_params,
     store_uri,
     train_smoke_batch,
-    wait_for_http,
     write_clip,
 )
 
@@ -442,19 +440,6 @@ def test_pyfunc_pads_short_clips_trims_long_ones_reads_base64_and_reports_bad_ro
     ]
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    # The server runs uvicorn in a child process: stop the whole group it was started in.
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.mark.slow
 @pytest.mark.server
 def test_mlflow_models_serve_labels_base64_audio(trained_batch, tmp_path):
@@ -468,27 +453,12 @@ def test_mlflow_models_serve_labels_base64_audio(trained_batch, tmp_path):
     run = next(run for run in runs.values() if run.info.run_id == promotion.run_id)
     real = sorted(EXCERPTS.glob("*/*.wav"))
     clip = real[0] if real else write_clip(tmp_path / "clip.wav", seconds=3.0)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # `--env-manager local` runs uvicorn from PATH: this interpreter's environment.
-    env = {**os.environ, "MLFLOW_TRACKING_URI": outcome.tracking_uri,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    log = tmp_path / "serve.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", CHAMPION, "--env-manager", "local",
-             "-h", "127.0.0.1", "-p", str(port)],
-            cwd=tmp_path, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    try:
-        wait_for_http(f"{url}/ping", process, what="mlflow models serve", output=log.read_text)
+    with served_model(CHAMPION, outcome.tracking_uri, tmp_path) as url:
         rows = [[b64(clip)], [base64.b64encode(b"not audio").decode()]]
         payload = {"dataframe_split": {"columns": ["audio"], "data": rows}}
         response = requests.post(f"{url}/invocations", json=payload, timeout=120)
         neither = requests.post(f"{url}/invocations", timeout=120,
                                 json={"dataframe_split": {"columns": ["other"], "data": [["x"]]}})
-    finally:
-        stop_server(process)
     assert neither.status_code == 400, neither.text  # the README's promise for a request without inputs
     assert response.status_code == 200, response.text
     # Strict JSON: a NaN or Infinity in the answer fails the test here.
