@@ -110,9 +110,20 @@ def test_a_model_in_one_new_file_is_listed_trained_reported_promoted_and_served(
     trained = run_cli("run", "--model", MODEL_NAME, "cnn2d", "--experiment", "smoke", "--no-progress",
                       cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert f"{MODEL_NAME}: epochs=1" in trained.stderr  # its effective settings, printed up front
+    assert f"{MODEL_NAME}: architecture={MODEL_NAME}, input=logmel" in trained.stderr  # printed up front
     rows = [line.split() for line in trained.stdout.splitlines() if line.strip().startswith(MODEL_NAME)]
     assert rows and 0.0 <= float(rows[0][2]) <= 1.0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("smoke").experiment_id],
+                                filter_string=f"tags.model = '{MODEL_NAME}'")
+    assert (run.data.tags["model_kind"], run.data.tags["architecture"]) == ("classical", MODEL_NAME)
+    # Its data as MLflow dataset inputs: one per split, the digest the data fingerprint.
+    inputs = {item.dataset.name.rsplit("/", 1)[1]: item for item in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["test", "train", "valid"]
+    assert {item.dataset.digest for item in inputs.values()} == {run.data.tags["data_fingerprint"]}
+    assert [tag.value for tag in inputs["test"].tags if tag.key == "mlflow.data.context"] == ["test"]
 
     reported = run_cli("report", cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr
