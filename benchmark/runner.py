@@ -14,7 +14,16 @@ from dataclasses import dataclass
 
 from benchmark.config import ExperimentConfig
 from benchmark.data.prepare import PreparedData, prepare_models
-from benchmark.unit import Unit, fit_and_score, model_setup, run_label, run_name, run_params, run_tags
+from benchmark.unit import (
+    ModelSetup,
+    Unit,
+    fit_and_score,
+    model_setup,
+    run_label,
+    run_name,
+    run_params,
+    run_tags,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +55,16 @@ class BatchResult:
 
 
 def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, experiment_id: str,
-             batch_id: str) -> RunSummary:
-    """Fit and score one unit inside its own MLflow run; returns its summary row."""
+             batch_id: str, setup: ModelSetup | None = None) -> RunSummary:
+    """Fit and score one unit inside its own MLflow run; returns its summary row.
+
+    ``setup`` is the model entry's resolved settings, where the caller has them already.
+    """
     from benchmark import tracking
     from benchmark.provenance import provenance_tags
 
     data = prepared.split(unit.split_index)
-    setup = model_setup(config, unit.model)
+    setup = setup or model_setup(config, unit.model)
     tags = {"run_kind": tracking.TRAINING_RUN, **run_tags(config, prepared, unit, data), "batch_id": batch_id,
             **provenance_tags()}
     with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id:
@@ -99,7 +111,8 @@ def run_experiment(
     for name, setup in setups.items():
         log.info("  %s: %s", name, setup.describe())
     runs = [
-        run_unit(config, prepared[name], Unit(name, seed, index), experiment_id=experiment_id, batch_id=batch_id)
+        run_unit(config, prepared[name], Unit(name, seed, index), experiment_id=experiment_id, batch_id=batch_id,
+                 setup=setups[name])
         for index in range(splits)
         for name in model_names
         for seed in config.run.seeds
