@@ -7,12 +7,14 @@ centroid on each input's mean spectrum), so the test also proves that the runner
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXCERPTS, run_cli
+from tests.helpers import EXCERPTS
+from tests.helpers import run_cli as run_benchmark
 
 pytestmark = pytest.mark.slow
 
@@ -102,13 +104,22 @@ def planted_model_module():
 
 
 def test_a_model_in_one_new_file_is_listed_trained_reported_promoted_and_served(planted_model_module, tmp_path):
-    listed = run_cli("list", "models", cwd=tmp_path)
+    import benchmark
+
+    # The commands run the very package the module was planted in (under tox, pytest imports the
+    # source tree while the environment also holds an installed copy).
+    package_root = str(Path(benchmark.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+
+    def run_cli(*args):
+        return run_benchmark(*args, cwd=tmp_path, env=env)
+
+    listed = run_cli("list", "models")
     assert listed.returncode == 0, listed.stderr
     line = next(line for line in listed.stdout.splitlines() if MODEL_NAME in line)
     assert "classical" in line and "Nearest centroid" in line
 
-    trained = run_cli("run", "--model", MODEL_NAME, "cnn2d", "--experiment", "smoke", "--no-progress",
-                      cwd=tmp_path)
+    trained = run_cli("run", "--model", MODEL_NAME, "cnn2d", "--experiment", "smoke", "--no-progress")
     assert trained.returncode == 0, trained.stderr
     assert f"{MODEL_NAME}: architecture={MODEL_NAME}, input=logmel" in trained.stderr  # printed up front
     rows = [line.split() for line in trained.stdout.splitlines() if line.strip().startswith(MODEL_NAME)]
@@ -125,11 +136,11 @@ def test_a_model_in_one_new_file_is_listed_trained_reported_promoted_and_served(
     assert {item.dataset.digest for item in inputs.values()} == {run.data.tags["data_fingerprint"]}
     assert [tag.value for tag in inputs["test"].tags if tag.key == "mlflow.data.context"] == ["test"]
 
-    reported = run_cli("report", cwd=tmp_path)
+    reported = run_cli("report")
     assert reported.returncode == 0, reported.stderr
     assert "report of experiment 'smoke'" in reported.stdout and "2 models" in reported.stdout
 
-    promoted = run_cli("promote", "--metric", "parameters", cwd=tmp_path)  # fewest parameters: the centroids
+    promoted = run_cli("promote", "--metric", "parameters")  # fewest parameters: the centroids
     assert promoted.returncode == 0, promoted.stderr
     assert f"{MODEL_NAME}-seed0" in promoted.stdout
 
@@ -138,6 +149,6 @@ def test_a_model_in_one_new_file_is_listed_trained_reported_promoted_and_served(
         from tests.helpers import write_clip
 
         clip = write_clip(tmp_path / "tone.wav", seconds=2.0)
-    labelled = run_cli("predict", str(clip), "--format", "csv", cwd=tmp_path)
+    labelled = run_cli("predict", str(clip), "--format", "csv")
     assert labelled.returncode == 0, labelled.stderr
     assert ",ok," in labelled.stdout.splitlines()[1]

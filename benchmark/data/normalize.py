@@ -33,6 +33,8 @@ class Standardizer:
 
     mean: np.ndarray
     std: np.ndarray
+    #: True where fitted on frames (statistics per bin, over every frame), False for vectors.
+    frames: bool = True
 
     @classmethod
     def fit(cls, inputs: np.ndarray) -> Standardizer:
@@ -53,20 +55,25 @@ class Standardizer:
         mean = total / count
         variance = np.maximum(total_sq / count - np.square(mean), 0.0)
         std = np.sqrt(variance)
-        return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std))
+        return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std), frames=inputs.ndim == 3)
 
     def transform(self, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
-        """``(inputs - mean) / std`` per bin, for a stack of frames (n, bins, frames) or vectors (n, columns)."""
-        mean, std = (self.mean[:, None], self.std[:, None]) if inputs.ndim == 3 else (self.mean, self.std)
+        """``(inputs - mean) / std`` per bin (or column): for one input, or a stack of them."""
+        mean, std = (self.mean[:, None], self.std[:, None]) if self.frames else (self.mean, self.std)
         out = np.empty(inputs.shape, dtype=dtype)
+        if inputs.ndim == (2 if self.frames else 1):  # one input
+            out[...] = (inputs - mean) / std
+            return out
         for start in range(0, len(inputs), _FIT_CHUNK):
             out[start:start + _FIT_CHUNK] = (inputs[start:start + _FIT_CHUNK].astype(np.float32) - mean) / std
         return out
 
     def to_dict(self) -> dict:
         """The statistics as JSON-ready lists, for ``preprocessing.json``."""
-        return {"mode": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist()}
+        return {"mode": "standardize", "mean": self.mean.tolist(), "std": self.std.tolist(), "frames": self.frames}
 
     @classmethod
     def from_dict(cls, values: dict) -> Standardizer:
-        return cls(mean=np.asarray(values["mean"], dtype=np.float64), std=np.asarray(values["std"], dtype=np.float64))
+        # Files written before vectors could be standardised hold frames statistics.
+        return cls(mean=np.asarray(values["mean"], dtype=np.float64), std=np.asarray(values["std"], dtype=np.float64),
+                   frames=bool(values.get("frames", True)))
