@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.inputs import concatenate, count, take
-from benchmark.data.preprocessing import Preprocessing
+from benchmark.data.preprocessing import Preprocessing, bundled_files
 from benchmark.data.tracks import load_audio
 from benchmark.errors import BenchmarkError
 from benchmark.evaluate import aggregate_clips
@@ -73,7 +73,8 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
         from benchmark.models import load_estimator
 
         artifacts = context.artifacts
-        self.preprocessing = Preprocessing.from_config(json.loads(Path(artifacts["preprocessing"]).read_text()))
+        self.preprocessing = Preprocessing.from_config(json.loads(Path(artifacts["preprocessing"]).read_text()),
+                                                       files=artifacts)
         self.params = self.preprocessing.params
         self.class_names = json.loads(Path(artifacts["labels"]).read_text())["classes"]
         self.estimator = load_estimator(artifacts["estimator"])
@@ -228,6 +229,7 @@ def audio_model_arguments(folder: Path, estimator, preprocessing: dict, class_na
             "estimator": str(saved),
             "preprocessing": str(folder / "preprocessing.json"),
             "labels": str(folder / "labels.json"),
+            **bundled_files(preprocessing),  # a pretrained network's weights: served with no fetch
         },
         "code_paths": [str(_PACKAGE_DIR)],
         "signature": signature(list(class_names)),

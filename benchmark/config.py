@@ -42,10 +42,18 @@ PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
 #: ``stft``: the study's dB STFT magnitude (n_fft // 2 + 1 bins); ``logmel``: dB mel power;
 #: ``mfcc``: ``n_mfcc`` cepstral coefficients per frame (from the log-mel); ``handcrafted``: one
 #: vector of clip statistics (the public GTZAN features table's 57, plus spectral contrast and
-#: tonnetz), per clip or per segment (:mod:`benchmark.data.handcrafted`).
-REPRESENTATIONS = ("stft", "logmel", "mfcc", "handcrafted")
+#: tonnetz), per clip or per segment (:mod:`benchmark.data.handcrafted`); ``musicnn``: one
+#: vector per clip or segment, a pretrained musicnn network's activations averaged over 3 s
+#: windows (:mod:`benchmark.pretrained`); ``musicnn-mel``: musicnn's own input frames (16 kHz,
+#: 96-band ``log10(10000 x + 1)`` mel), unscaled, for fine-tuning the network.
+REPRESENTATIONS = ("stft", "logmel", "mfcc", "handcrafted", "musicnn", "musicnn-mel")
 #: Representations that are sequences of frames (bins x frames), as opposed to one vector.
-FRAME_REPRESENTATIONS = ("stft", "logmel", "mfcc")
+FRAME_REPRESENTATIONS = ("stft", "logmel", "mfcc", "musicnn-mel")
+#: The pretrained musicnn networks (``features.musicnn_model``): trained on the Million Song
+#: Dataset's or MagnaTagATune's tags.
+MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
+#: The musicnn activations an embedding may concatenate (``features.musicnn_layers``).
+MUSICNN_LAYERS = ("mean_pool", "max_pool", "penultimate", "taggram")
 #: ``per_clip``: each clip's dB spectrogram scaled to [0, 1] (the study); ``standardize``:
 #: per-frequency-bin mean and standard deviation, fitted on the training split only.
 NORMALIZATIONS = ("per_clip", "standardize")
@@ -97,6 +105,11 @@ class DataConfig(_Section):
     synth_seed: int = 0
 
 
+#: The musicnn settings' defaults. A setting at its default is left out of dumps (the tracked
+#: config, the effective settings): models that take no embedding show nothing of musicnn.
+_MUSICNN_DEFAULTS = {"musicnn_model": "MSD_musicnn", "musicnn_layers": ("mean_pool", "max_pool")}
+
+
 class FeaturesConfig(_Section):
     """How a clip becomes the network's input spectrogram."""
 
@@ -128,11 +141,28 @@ class FeaturesConfig(_Section):
     last_segment: Literal[LAST_SEGMENT_POLICIES] = "drop"
     #: One of :data:`NORMALIZATIONS`.
     normalize: Literal[NORMALIZATIONS] = "per_clip"
+    #: ``musicnn``: which pretrained network (one of :data:`MUSICNN_MODELS`) ...
+    musicnn_model: Literal[MUSICNN_MODELS] = Field(
+        _MUSICNN_DEFAULTS["musicnn_model"], exclude_if=lambda value: value == _MUSICNN_DEFAULTS["musicnn_model"])
+    #: ... and which of its activations (:data:`MUSICNN_LAYERS`), concatenated in this order.
+    musicnn_layers: _tuple_of(Literal[MUSICNN_LAYERS]) = Field(
+        _MUSICNN_DEFAULTS["musicnn_layers"],
+        exclude_if=lambda value: tuple(value) == _MUSICNN_DEFAULTS["musicnn_layers"])
 
     @model_validator(mode="after")
     def _check_segments(self):
         if self.segment_hop_seconds is not None and self.segment_seconds is None:
             raise ValueError("segment_hop_seconds needs segment_seconds")
+        if not self.musicnn_layers or len(set(self.musicnn_layers)) != len(self.musicnn_layers):
+            raise ValueError(f"musicnn_layers must name each layer once: {list(self.musicnn_layers)}")
+        if self.representation == "musicnn-mel":
+            # Segments are cut in frames of hop_length samples: the settings must be musicnn's own.
+            if (self.n_fft, self.hop_length, self.n_mels) != (512, 256, 96):
+                raise ValueError("representation 'musicnn-mel' is musicnn's own input: set n_fft = 512, "
+                                 "hop_length = 256, n_mels = 96 (and data.sample_rate = 16000)")
+            if self.normalize != "per_clip":
+                raise ValueError("representation 'musicnn-mel' is never rescaled: the network's input batch "
+                                 "normalisation holds its training statistics (leave normalize unset)")
         if self.add_handcrafted and self.representation not in FRAME_REPRESENTATIONS:
             raise ValueError(f"add_handcrafted needs a frame representation ({', '.join(FRAME_REPRESENTATIONS)}), "
                              f"not {self.representation!r}")
@@ -312,7 +342,7 @@ class ExperimentConfig(_Section):
 
     def flat(self) -> dict[str, Any]:
         """The whole configuration as ``{"section.key": value}``, for tracking."""
-        return dict(_flatten(self.model_dump(mode="json")))
+        return dict(flatten(self.model_dump(mode="json")))
 
 
 def load_experiment(
@@ -493,10 +523,11 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, An
     return base
 
 
-def _flatten(node: Mapping[str, Any], prefix: str = ""):
+def flatten(node: Mapping[str, Any], prefix: str = ""):
+    """``(dotted key, value)`` for every leaf of nested mappings: ``{"a": {"b": 1}}`` gives ``("a.b", 1)``."""
     for key, value in node.items():
         if isinstance(value, Mapping):
-            yield from _flatten(value, f"{prefix}{key}.")
+            yield from flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
 

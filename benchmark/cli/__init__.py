@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from benchmark.cli import data, results, training
+from benchmark.cli import data, results, training, weights
 from benchmark.errors import BenchmarkError, refused_by_storage
 from benchmark.redaction import install_log_redaction, redact
 
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_tune(verbs)
     training.add_list(verbs)
     data.add_data(verbs)
+    weights.add_weights(verbs)
     results.add_report(verbs)
     results.add_ui(verbs)
     results.add_promote(verbs)

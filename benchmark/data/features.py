@@ -1,8 +1,9 @@
 """Feature extraction with an on-disk, content-addressed cache, and the models' inputs.
 
-Frame representations (``stft``, ``logmel``, ``mfcc``) are cached per clip as below; the
-``handcrafted`` representation (:mod:`benchmark.data.handcrafted`) is cached as the clip's
-vectors, one per segment (or one for the clip), since its statistics cannot be cut afterwards.
+Frame representations (``stft``, ``logmel``, ``mfcc``, ``musicnn-mel``) are cached per clip as
+below; the vector representations, ``handcrafted`` (:mod:`benchmark.data.handcrafted`) and
+``musicnn`` embeddings (:mod:`benchmark.pretrained.embed`), are cached as the clip's vectors, one
+per segment (or one for the clip), since statistics and embeddings cannot be cut afterwards.
 
 Each clip is decoded, trimmed to at most ``frames`` frames' worth of samples and transformed
 (the study's dB STFT magnitude, or dB log-mel power) exactly once: the dB spectrogram is stored
@@ -43,6 +44,9 @@ from benchmark.errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 
+#: The rate musicnn's input is computed at (``musicnn-mel`` needs the data decoded at it).
+MUSICNN_SAMPLE_RATE = 16000
+
 CACHE_DTYPE = np.float16
 #: Handcrafted statistics span 1e-8 to 1e7 (a centroid's variance): beyond float16.
 VECTOR_DTYPE = np.float32
@@ -69,12 +73,21 @@ class FeatureParams:
     frames: int = _FEATURE_DEFAULTS.frames
     n_mfcc: int = _FEATURE_DEFAULTS.n_mfcc
     handcrafted_extras: bool = _FEATURE_DEFAULTS.handcrafted_extras
+    #: ``musicnn`` only (empty otherwise): the pretrained network, its activations, and the
+    #: sha256 of its checkpoint (:func:`benchmark.pretrained.weights.checkpoint_id`).
+    musicnn_model: str = ""
+    musicnn_layers: tuple[str, ...] = ()
+    musicnn_checkpoint: str = ""
 
     def __post_init__(self):
         if self.representation not in REPRESENTATIONS:
             raise BenchmarkError(
                 f"unknown representation {self.representation!r} ({', '.join(REPRESENTATIONS)})"
             )
+        object.__setattr__(self, "musicnn_layers", tuple(self.musicnn_layers))  # a list, read from JSON
+        if self.representation == "musicnn-mel" and self.sample_rate != MUSICNN_SAMPLE_RATE:
+            raise BenchmarkError(f"representation 'musicnn-mel' is musicnn's own input at {MUSICNN_SAMPLE_RATE} Hz: "
+                                 f"set data.sample_rate = {MUSICNN_SAMPLE_RATE} (got {self.sample_rate})")
 
     @classmethod
     def from_config(cls, config: ExperimentConfig, model: str | None = None) -> FeatureParams:
@@ -85,7 +98,14 @@ class FeatureParams:
     @classmethod
     def from_features(cls, features: FeaturesConfig, sample_rate: int) -> FeatureParams:
         """The parameters of one ``[features]`` setting at ``sample_rate``."""
-        values = {item.name: getattr(features, item.name) for item in fields(cls) if item.name != "sample_rate"}
+        values = {item.name: getattr(features, item.name) for item in fields(cls) if hasattr(features, item.name)
+                  and item.name != "sample_rate"}
+        if features.representation == "musicnn":
+            from benchmark.pretrained.weights import checkpoint_id
+
+            values["musicnn_checkpoint"] = checkpoint_id(features.musicnn_model)
+        else:  # settings of a representation not used: left out of the parameters (and cache keys)
+            values.update(musicnn_model="", musicnn_layers=())
         return cls(sample_rate=sample_rate, **values)
 
     def as_handcrafted(self) -> FeatureParams:
@@ -96,7 +116,7 @@ class FeatureParams:
 
     @property
     def is_vector(self) -> bool:
-        """True where a clip (or segment) is one vector rather than frames (``handcrafted``)."""
+        """True where a clip (or segment) is one vector rather than frames (``handcrafted``, ``musicnn``)."""
         return self.representation not in FRAME_REPRESENTATIONS
 
     @property
@@ -110,12 +130,17 @@ class FeatureParams:
     @property
     def bins(self) -> int:
         """Rows per frame: ``n_fft // 2 + 1`` for the STFT (1025), ``n_mels`` for log-mel,
-        ``n_mfcc`` for MFCC; a handcrafted vector's length."""
+        ``n_mfcc`` for MFCC; a handcrafted vector's or a musicnn embedding's length."""
         if self.representation == "handcrafted":
             from benchmark.data.handcrafted import handcrafted_columns
 
             return len(handcrafted_columns(self.handcrafted_extras))
-        return {"stft": self.n_fft // 2 + 1, "logmel": self.n_mels, "mfcc": self.n_mfcc}[self.representation]
+        if self.representation == "musicnn":
+            from benchmark.pretrained.embed import embedding_size
+
+            return embedding_size(self.musicnn_layers)
+        return {"stft": self.n_fft // 2 + 1, "logmel": self.n_mels, "mfcc": self.n_mfcc,
+                "musicnn-mel": self.n_mels}[self.representation]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -130,8 +155,12 @@ class FeatureParams:
         their key holds the segmenting too.
         """
         # (stft keys have always held n_mels: kept, so existing caches stay valid.)
-        unused = {"stft": ("n_mfcc", "handcrafted_extras"), "logmel": ("n_mfcc", "handcrafted_extras"),
-                  "mfcc": ("handcrafted_extras",), "handcrafted": ("n_mels", "n_mfcc")}[self.representation]
+        musicnn = ("musicnn_model", "musicnn_layers", "musicnn_checkpoint")
+        unused = {"stft": ("n_mfcc", "handcrafted_extras", *musicnn),
+                  "logmel": ("n_mfcc", "handcrafted_extras", *musicnn),
+                  "mfcc": ("handcrafted_extras", *musicnn), "handcrafted": ("n_mels", "n_mfcc", *musicnn),
+                  "musicnn": ("n_fft", "n_mels", "n_mfcc", "handcrafted_extras"),
+                  "musicnn-mel": ("n_mfcc", "handcrafted_extras", *musicnn)}[self.representation]
         values = {key: value for key, value in asdict(self).items() if key not in unused}
         if self.is_vector and segmenting is not None:
             values["segmenting"] = segmenting.describe()
@@ -185,7 +214,11 @@ def compute_spectrogram(audio: np.ndarray, params: FeatureParams) -> np.ndarray:
     if audio.size < params.n_fft:  # a clip shorter than one window: pad it to one window
         audio = librosa.util.fix_length(audio, size=params.n_fft)
     if params.is_vector:
-        raise ValueError(f"{params.representation!r} is not a spectrogram: use handcrafted_vectors")
+        raise ValueError(f"{params.representation!r} is not a spectrogram: use clip_vectors")
+    if params.representation == "musicnn-mel":
+        from benchmark.pretrained.embed import log_mel
+
+        return log_mel(audio).T[:, : params.frames].astype(np.float32)
     if params.representation == "stft":
         magnitude = np.abs(librosa.stft(audio, n_fft=params.n_fft, hop_length=params.hop_length))
         decibels = librosa.amplitude_to_db(magnitude, ref=np.max)
@@ -214,9 +247,11 @@ def network_inputs(
     ``per_clip`` scales the whole clip to [0, 1] before it is padded or cut, so every segment
     of a clip shares one scale. ``standardize`` leaves the dB values for a
     :class:`~benchmark.data.normalize.Standardizer` fitted on training inputs. Padding sits at
-    the clip's floor (0 after scaling, its quietest dB value otherwise).
+    the clip's floor (0 after scaling, its quietest dB value otherwise). ``musicnn-mel`` is never
+    scaled: the pretrained network's input batch normalisation expects musicnn's own values.
     """
-    values = scale_per_clip(spectrogram) if normalize == "per_clip" else spectrogram
+    scaled = normalize == "per_clip" and params.representation != "musicnn-mel"
+    values = scale_per_clip(spectrogram) if scaled else spectrogram
     floor = float(values.min()) if values.size else 0.0
     if segmenting is not None:
         return segmenting.cut(values, floor)
@@ -226,41 +261,69 @@ def network_inputs(
     return whole
 
 
-def handcrafted_vectors(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None) -> np.ndarray:
-    """A clip's handcrafted vectors, float32 (segments or 1, columns).
+def audio_pieces(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None) -> list[np.ndarray]:
+    """The stretches of a clip's audio that get one vector each: the clip, or each segment.
 
     The clip is trimmed to ``params.n_samples``, as for spectrograms; each segment is the audio
     under the frames a spectrogram segment would cover (``segmenting.starts``), so segment ``i``
     of every representation is the same stretch of audio.
     """
-    from benchmark.data.handcrafted import clip_statistics
-
     audio = np.asarray(audio, dtype=np.float32)[: params.n_samples]
-
-    def statistics(piece: np.ndarray) -> np.ndarray:
-        return clip_statistics(piece, params.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
-                               extras=params.handcrafted_extras)
-
     if segmenting is None:
-        return statistics(audio)[None, :]
+        return [audio]
     total_frames = min(1 + audio.size // params.hop_length, params.frames)
     length = (segmenting.frames - 1) * params.hop_length
     pieces = []
     for start in segmenting.starts(total_frames):
         piece = audio[start * params.hop_length: start * params.hop_length + length]
-        pieces.append(statistics(np.pad(piece, (0, length - piece.size))))  # a padded last segment
-    return np.stack(pieces).astype(VECTOR_DTYPE)
+        pieces.append(np.pad(piece, (0, length - piece.size)))  # a padded last segment
+    return pieces
+
+
+def handcrafted_vectors(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None) -> np.ndarray:
+    """A clip's handcrafted vectors, float32 (segments or 1, columns), one per :func:`audio_pieces`."""
+    from benchmark.data.handcrafted import clip_statistics
+
+    return np.stack([
+        clip_statistics(piece, params.sample_rate, n_fft=params.n_fft, hop_length=params.hop_length,
+                        extras=params.handcrafted_extras)
+        for piece in audio_pieces(audio, params, segmenting)
+    ]).astype(VECTOR_DTYPE)
+
+
+def musicnn_vectors(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None, *,
+                    weights: str | Path | None = None) -> np.ndarray:
+    """A clip's musicnn embeddings, float32 (segments or 1, size), one per :func:`audio_pieces`.
+
+    ``weights``: the network's ``.npz`` (an audio model's bundled copy); by default the cached
+    one, fetched on first use.
+    """
+    from benchmark.pretrained.embed import embedder
+    from benchmark.pretrained.weights import weights_file
+
+    weights = weights or weights_file(params.musicnn_model)
+    network = embedder(str(weights), params.musicnn_layers)
+    return network.embed(audio_pieces(audio, params, segmenting), params.sample_rate).astype(VECTOR_DTYPE)
+
+
+def clip_vectors(audio: np.ndarray, params: FeatureParams, segmenting: Segmenting | None = None, *,
+                 weights: str | Path | None = None) -> np.ndarray:
+    """A clip's vectors of a vector representation, float32 (segments or 1, size)."""
+    if params.representation == "musicnn":
+        return musicnn_vectors(audio, params, segmenting, weights=weights)
+    return handcrafted_vectors(audio, params, segmenting)
 
 
 def clip_inputs(audio: np.ndarray, params: FeatureParams, *, segmenting: Segmenting | None = None,
-                normalize: str = "per_clip") -> np.ndarray:
+                normalize: str = "per_clip", weights: str | Path | None = None) -> np.ndarray:
     """One clip's model inputs from its audio, float32: what extraction and the audio model compute.
 
     Frames: (1 or segments, bins, frames), scaled per clip unless standardised later; a
-    handcrafted vector per clip or segment: (1 or segments, columns), never scaled per clip.
+    vector per clip or segment: (1 or segments, columns), never scaled per clip. ``weights``:
+    a pretrained network's weights file, for ``musicnn`` (default: the cached one).
     """
     if params.is_vector:
-        return handcrafted_vectors(audio, params, segmenting)
+        return clip_vectors(audio, params, segmenting, weights=weights)
     return network_inputs(compute_spectrogram(audio, params), params, segmenting=segmenting,
                           normalize=normalize).astype(np.float32)
 
@@ -304,6 +367,13 @@ def extract_features(
 
     cache_dir = feature_cache_dir(cache_root, params, segmenting)
     cache_dir.mkdir(parents=True, exist_ok=True)
+    if params.representation == "musicnn":
+        # The network runs in this process, each clip's windows in batches, on every core the
+        # backend uses; fetched (once) before any work, so a failed fetch costs nothing.
+        from benchmark.pretrained.weights import weights_file
+
+        weights_file(params.musicnn_model)
+        workers = 1
     _write_params_note(cache_dir, params)
     vector_segmenting = segmenting if params.is_vector else None
     results = map_in_processes(_featurize, [track.path for track in tracks], params, cache_dir,
@@ -342,7 +412,7 @@ def _featurize(path: Path, params: FeatureParams, cache_dir: Path,
     except AudioDecodeError as error:
         return _TrackResult(digest, None, cached=False, error=error.reason)
     if params.is_vector:
-        computed = handcrafted_vectors(audio, params, segmenting).astype(VECTOR_DTYPE)
+        computed = clip_vectors(audio, params, segmenting).astype(VECTOR_DTYPE)
     else:
         computed = compute_spectrogram(audio, params).astype(CACHE_DTYPE)
     _write_atomically(entry, computed)
