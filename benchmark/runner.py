@@ -4,16 +4,36 @@
 (:mod:`benchmark.data.prepare`), prints each model's effective settings, then
 :func:`run_unit` fits and scores each unit (:func:`benchmark.unit.fit_and_score`) inside its
 MLflow run and logs the result (:func:`benchmark.tracking.log_run`).
+
+A batch can be resumed (:mod:`benchmark.batch`): ``resume=`` re-enters a stored batch and runs
+only its unfinished units. ``keep_going`` records a failed unit and goes on to the next; without
+it the first failure stops the batch. Either way, and on Ctrl-C or SIGTERM, the command that
+resumes the batch is attached to the error (or to the result) for the command line to print.
+Units run one after another in this process, or as Ray tasks (:mod:`benchmark.distributed`).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from benchmark import interrupts
+from benchmark.batch import (
+    SUPERSEDED_TAG,
+    StoredBatch,
+    plan_resume,
+    plan_units,
+    unit_record,
+    unit_settings,
+    unit_tags,
+)
 from benchmark.config import ExperimentConfig
 from benchmark.data.prepare import PreparedData, prepare_models
+from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 from benchmark.unit import (
     ModelSetup,
     Unit,
@@ -24,6 +44,9 @@ from benchmark.unit import (
     run_params,
     run_tags,
 )
+
+if TYPE_CHECKING:
+    from benchmark.distributed import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +65,28 @@ class RunSummary:
     run_id: str
     model_uri: str
 
+    @classmethod
+    def of_run(cls, run) -> RunSummary:
+        """The row of a unit finished earlier, from its MLflow run (a resumed batch's done units)."""
+        tags, metrics = run.data.tags, run.data.metrics
+        return cls(
+            model=tags["model"], seed=int(tags["seed"]), fold=int(tags["fold"]) if "fold" in tags else None,
+            test_accuracy=metrics["test_accuracy"], macro_f1=metrics["test_macro_f1"],
+            parameters=int(metrics["parameters"]), train_seconds=metrics["train_seconds"],
+            run_id=run.info.run_id, model_uri=tags.get("model_uri", ""),
+        )
+
+
+@dataclass(frozen=True)
+class UnitFailure:
+    """A unit that failed under ``keep_going``: which, its run (if it got one) and why."""
+
+    model: str
+    seed: int
+    split_index: int
+    run_id: str | None
+    reason: str
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -52,29 +97,62 @@ class BatchResult:
     experiment_id: str
     protocol: str
     runs: list[RunSummary]
+    failures: list[UnitFailure] = field(default_factory=list)
+    #: Units a resume found finished already (their rows are in ``runs`` too).
+    reused: int = 0
+    #: The command that re-enters this batch (``run --resume <batch id>``).
+    resume_command: str = ""
+
+
+class UnitFailed(Exception):
+    """A unit's error, with the MLflow run it failed in (None where it failed before one started)."""
+
+    def __init__(self, error: Exception, run_id: str | None):
+        super().__init__(str(error))
+        self.error, self.run_id = error, run_id
 
 
 def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, experiment_id: str,
-             batch_id: str, setup: ModelSetup | None = None) -> RunSummary:
+             batch_id: str, tracking_uri: str, models: Sequence[str] = (), setup: ModelSetup | None = None,
+             supersedes: Sequence[str] = (), callbacks: Sequence = ()) -> RunSummary:
     """Fit and score one unit inside its own MLflow run; returns its summary row.
 
-    ``setup`` is the model entry's resolved settings, where the caller has them already.
+    ``setup`` is the model entry's resolved settings, where the caller has them already;
+    ``models`` the batch's model list (recorded for ``--resume``); ``supersedes`` the ids of
+    the unit's earlier attempts, tagged as replaced by this run; ``callbacks`` go to the fit
+    beside the epoch logger. A failure is re-raised as
+    :class:`UnitFailed` after the run records its reason and traceback.
     """
     from benchmark import tracking
+    from benchmark.liveness import Lease, owner_tags
     from benchmark.provenance import provenance_tags
 
-    data = prepared.split(unit.split_index)
-    setup = setup or model_setup(config, unit.model)
-    tags = {"run_kind": tracking.TRAINING_RUN, **run_tags(config, prepared, unit, data), "batch_id": batch_id,
-            **provenance_tags()}
-    with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id:
-        tracking.log_params(run_params(config, prepared, data, setup))
-        tracking.log_data_inputs(prepared.source.name, prepared.source.uri, prepared.features.fingerprint)
-        fitting = f"training {setup.training.epochs} epochs" if "epochs" in setup.training_keys else "fitting"
-        log.info("%s: %s on %d inputs of %d clips (run %s)", run_label(unit, data), fitting,
-                 len(data.subset("train").y), len(data.split.train), run_id)
-        result = fit_and_score(config, prepared, unit, setup=setup, callbacks=[tracking.epoch_logger()])
-        uris = tracking.log_run(result, config)
+    run_id = None
+    try:
+        data = prepared.split(unit.split_index)
+        setup = setup or model_setup(config, unit.model)
+        settings = unit_settings(config, unit.model)
+        tags = {"run_kind": tracking.TRAINING_RUN, **run_tags(config, prepared, unit, data), "batch_id": batch_id,
+                **unit_tags(unit, settings), **owner_tags(), **provenance_tags()}
+        with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id, \
+                Lease(run_id, tracking_uri):
+            try:
+                _supersede(supersedes, run_id)
+                tracking.log_params(run_params(config, prepared, data, setup))
+                tracking.log_data_inputs(prepared.source.name, prepared.source.uri, prepared.features.fingerprint)
+                tracking.log_dict(unit_record(config, models or [unit.model], settings), "unit.json")
+                fitting = f"training {setup.training.epochs} epochs" if "epochs" in setup.training_keys \
+                    else "fitting"
+                log.info("%s: %s on %d inputs of %d clips (run %s)", run_label(unit, data), fitting,
+                         len(data.subset("train").y), len(data.split.train), run_id)
+                result = fit_and_score(config, prepared, unit, setup=setup, callbacks=[tracking.epoch_logger(), *callbacks])
+                interrupts.check()
+                uris = tracking.log_run(result, config)
+            except Exception as error:
+                tracking.record_failure(error)
+                raise
+    except Exception as error:
+        raise UnitFailed(error, run_id) from error
     metrics = result.evaluation.metrics
     log.info("%s: test accuracy %.4f, macro F1 %.4f", run_label(unit, data), metrics["accuracy"],
              metrics["macro_f1"])
@@ -85,36 +163,179 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
     )
 
 
+def _supersede(run_ids: Sequence[str], by: str) -> None:
+    """Tag a unit's earlier attempts as replaced by run ``by`` (reports skip them)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for run_id in run_ids:
+        client.set_tag(run_id, SUPERSEDED_TAG, by)
+
+
+def open_batch(batch_id: str | None, tracking_uri: str | None = None) -> StoredBatch:
+    """The stored batch ``batch_id`` (None: the latest) to resume, after marking its dead runs KILLED."""
+    from mlflow import MlflowClient
+
+    from benchmark import tracking
+    from benchmark.batch import load_stored_batch
+    from benchmark.liveness import reap_dead_runs
+
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    tracking.open_existing_store(uri)
+    found = tracking.find_batch(None, batch_id)
+    client = MlflowClient()
+    reap_dead_runs(client, [found.experiment_id], tracking.batch_runs_filter(found.batch_id))
+    return load_stored_batch(client, found.experiment_id, found.batch_id)
+
+
+def resume_command(batch_id: str, tracking_uri: str) -> str:
+    """The command line that re-enters batch ``batch_id`` (its store named where not the default)."""
+    from benchmark import tracking
+
+    command = f"python -m benchmark run --resume {batch_id}"
+    if tracking_uri != tracking.resolve_tracking_uri():
+        command += f" --tracking-uri {shlex.quote(redact(tracking_uri))}"
+    return command
+
+
 def run_experiment(
     config: ExperimentConfig,
     model_names: Sequence[str],
     *,
     tracking_uri: str | None = None,
     progress: bool = True,
+    keep_going: bool = False,
+    resume: StoredBatch | None = None,
+    ray: RayOptions | None = None,
 ) -> BatchResult:
-    """Run every (model, seed, fold) unit of an experiment as one batch.
+    """Run every (model, seed, fold) unit of an experiment as one batch (or what is left of one).
 
-    Folds are the outer loop, so each fold's inputs are gathered (and normalised) once.
+    ``resume`` is a stored batch (:func:`open_batch`) to complete; ``ray`` runs the units as
+    Ray tasks instead of one after another here. Folds are the outer loop, so each fold's inputs
+    are gathered (and normalised) once.
     """
+    from mlflow import MlflowClient
+
     from benchmark import tracking
+    from benchmark.liveness import reap_dead_runs
 
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.connect(uri)  # Before the slow part: a bad tracking URI fails in a second.
-    experiment_id = tracking.ensure_experiment(config.name, uri)
+    if ray is not None:
+        from benchmark.distributed import check_store_for_ray
+
+        check_store_for_ray(uri, ray)
     setups = {name: model_setup(config, name) for name in model_names}
-    prepared = prepare_models(config, model_names, progress=progress)
-    first = prepared[model_names[0]]
-    batch_id = tracking.new_batch_id()
-    splits = len(first.plan.splits)
-    log.info("batch %s: %s x seeds %s%s -> %s", batch_id, ", ".join(model_names),
-             list(config.run.seeds), f" x {splits} folds" if splits > 1 else "", uri)
+    if resume is None:
+        experiment_id, batch_id = tracking.ensure_experiment(config.name, uri), tracking.new_batch_id()
+        reap_dead_runs(MlflowClient(), [experiment_id], tracking.TRAINING_RUNS_FILTER)
+    else:
+        experiment_id, batch_id = resume.experiment_id, resume.batch_id
+    command = resume_command(batch_id, uri)
+    splits = config.split.folds if config.split.protocol == "kfold" else 1
+    units = plan_units(config, model_names, splits)
+    plan = plan_resume(resume, config, units) if resume else None
+    todo = units if plan is None else list(plan.todo)
+    done = [] if plan is None else [RunSummary.of_run(run) for run in plan.done.values()]
+    log.info("batch %s: %s x seeds %s%s -> %s", batch_id, ", ".join(model_names), list(config.run.seeds),
+             f" x {splits} folds" if splits > 1 else "", redact(uri))
+    if plan is not None:
+        log.info("resuming: %d of %d units finished already, %d to run", len(done), len(units), len(todo))
     for name, setup in setups.items():
         log.info("  %s: %s", name, setup.describe())
-    runs = [
-        run_unit(config, prepared[name], Unit(name, seed, index), experiment_id=experiment_id, batch_id=batch_id,
-                 setup=setups[name])
-        for index in range(splits)
-        for name in model_names
-        for seed in config.run.seeds
-    ]
-    return BatchResult(batch_id, uri, experiment_id, first.plan.protocol, runs)
+    needed = list(dict.fromkeys(unit.model for unit in todo))
+    prepared = prepare_models(config, needed, progress=progress) if needed else {}
+    protocol = next(iter(prepared.values())).plan.protocol if prepared else config.split.protocol
+    context = BatchContext(config, prepared, setups, experiment_id, batch_id, uri, list(model_names),
+                            {} if plan is None else plan.todo)
+    try:
+        if ray is None:
+            runs, failures = _run_here(context, todo, keep_going)
+        else:
+            from benchmark.distributed import run_on_ray
+
+            runs, failures = run_on_ray(context, todo, keep_going, ray)
+    except UnitFailed as failed:
+        failed.error.add_note(f"resume the batch: {command}")
+        raise failed.error from None
+    except KeyboardInterrupt as interrupted:
+        interrupted.add_note(f"resume the batch: {command}")
+        raise
+    order = {unit: index for index, unit in enumerate(units)}
+    runs = sorted(done + runs, key=lambda row: order.get(_unit_of(row), 0))
+    return BatchResult(batch_id, uri, experiment_id, protocol, runs, failures, len(done), command)
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What every unit of a batch needs besides itself: settings, data and where to log."""
+
+    config: ExperimentConfig
+    prepared: dict[str, PreparedData]
+    setups: dict[str, ModelSetup]
+    experiment_id: str
+    batch_id: str
+    tracking_uri: str
+    models: list[str]
+    earlier_attempts: dict[Unit, list[str]]
+
+    def run(self, unit: Unit, *, supersedes: Sequence[str] | None = None, callbacks: Sequence = ()) -> RunSummary:
+        """Run one unit (raises :class:`UnitFailed`)."""
+        return run_unit(self.config, self.prepared[unit.model], unit, experiment_id=self.experiment_id,
+                        batch_id=self.batch_id, tracking_uri=self.tracking_uri, models=self.models,
+                        setup=self.setups[unit.model], callbacks=callbacks,
+                        supersedes=self.earlier_attempts.get(unit, ()) if supersedes is None else supersedes)
+
+    def run_once(self, unit: Unit, *, callbacks: Sequence = ()) -> tuple[bool, RunSummary | UnitFailure]:
+        """Run one unit unless it has a FINISHED run already: (True, its row) or (False, the failure).
+
+        For a task that may be a retry (a Ray worker died mid-unit): a FINISHED run with the
+        unit's key is returned as it is; earlier attempts of processes now dead are marked
+        KILLED and superseded by this one.
+        """
+        from mlflow import MlflowClient
+
+        from benchmark import tracking
+        from benchmark.batch import UNIT_KEY_TAG, config_hash, unit_key
+        from benchmark.liveness import reap_dead_runs
+
+        client = MlflowClient()
+        key = unit_key(unit, config_hash(unit_settings(self.config, unit.model)))
+        unit_filter = f"{tracking.batch_runs_filter(self.batch_id)} and tags.{UNIT_KEY_TAG} = '{key}'"
+        reap_dead_runs(client, [self.experiment_id], unit_filter)
+        attempts = client.search_runs([self.experiment_id], filter_string=unit_filter, max_results=100)
+        finished = [run for run in attempts if run.info.status == "FINISHED"]
+        if finished:
+            return True, RunSummary.of_run(finished[0])
+        earlier = {*self.earlier_attempts.get(unit, ()),
+                   *(run.info.run_id for run in attempts if SUPERSEDED_TAG not in run.data.tags)}
+        try:
+            return True, self.run(unit, supersedes=sorted(earlier), callbacks=callbacks)
+        except UnitFailed as failed:
+            return False, failure_of(unit, failed)
+
+
+def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool):
+    """Run ``units`` one after another in this process: (summaries, failures)."""
+    runs, failures = [], []
+    for unit in units:
+        interrupts.check()
+        try:
+            runs.append(context.run(unit))
+        except UnitFailed as failed:
+            if not keep_going:
+                raise
+            failures.append(failure_of(unit, failed))
+            log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, failures[-1].reason)
+    return runs, failures
+
+
+def failure_of(unit: Unit, failed: UnitFailed) -> UnitFailure:
+    """The summary line of a failed unit."""
+    error = failed.error
+    reason = str(error) if isinstance(error, BenchmarkError) else f"{type(error).__name__}: {error}"
+    return UnitFailure(unit.model, unit.seed, unit.split_index, failed.run_id, reason.splitlines()[0] if reason else "")
+
+
+def _unit_of(row: RunSummary) -> Unit:
+    return Unit(row.model, row.seed, row.fold or 0)

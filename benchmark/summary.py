@@ -46,22 +46,21 @@ def seed_spread(table):
 
 
 def print_summary(outcome: BatchResult, *, experiment_name: str) -> None:
-    """Print the per-run table, per-model mean/std when several seeds ran, and the UI command."""
-    table = summary_table(outcome.runs)
-    formatters = {
-        "test_accuracy": "{:.4f}".format,
-        "macro_f1": "{:.4f}".format,
-        "parameters": "{:,}".format,
-        "train_seconds": "{:.1f}".format,
-    }
+    """Print the per-run table, per-model mean/std when several seeds ran, the failed units
+    (``--keep-going``) with the command that reruns them, and the UI command."""
     print()
-    print(f"experiment {experiment_name!r}, batch {outcome.batch_id}")
-    print(table.to_string(index=False, formatters=formatters))
-    if table.groupby("model").size().max() > 1:
+    print(f"experiment {experiment_name!r}, batch {outcome.batch_id}"
+          + (f" ({outcome.reused} units finished before this resume)" if outcome.reused else ""))
+    if outcome.runs:
+        _print_runs(outcome)
+    if outcome.failures:
         print()
-        over = "folds and seeds" if "fold" in table else "seeds"
-        print(f"over {over} (mean ± standard deviation, 95% confidence interval of the mean):")
-        print(seed_spread(table).to_string(index=False))
+        print(f"{len(outcome.failures)} unit(s) FAILED:")
+        for failure in outcome.failures:
+            run = f" (run {failure.run_id})" if failure.run_id else ""
+            print(f"  {failure.model} seed {failure.seed} split {failure.split_index}{run}: {failure.reason}")
+        print(f"run them again: {outcome.resume_command}   (with the batch's settings; after fixing a setting, "
+              "add the fixed --experiment FILE and --set values)")
     print()
     uri = redact(outcome.tracking_uri)  # a tracking server's password is never printed
     if urlparse(uri).scheme in ("http", "https"):
@@ -69,3 +68,19 @@ def print_summary(outcome: BatchResult, *, experiment_name: str) -> None:
     else:
         print("results: python -m benchmark ui   (or: mlflow ui --backend-store-uri "
               f"{shlex.quote(uri)} --host 127.0.0.1)")
+
+
+def _print_runs(outcome: BatchResult) -> None:
+    table = summary_table(outcome.runs)
+    formatters = {
+        "test_accuracy": "{:.4f}".format,
+        "macro_f1": "{:.4f}".format,
+        "parameters": "{:,}".format,
+        "train_seconds": "{:.1f}".format,
+    }
+    print(table.to_string(index=False, formatters=formatters))
+    if table.groupby("model").size().max() > 1:
+        print()
+        over = "folds and seeds" if "fold" in table else "seeds"
+        print(f"over {over} (mean ± standard deviation, 95% confidence interval of the mean):")
+        print(seed_spread(table).to_string(index=False))

@@ -210,7 +210,8 @@ def tracked_run(
     """An MLflow run for the duration of the block; yields its id.
 
     With ``parent_run_id`` it is a child run (a tuning trial), also from another process. An
-    exception inside marks the run FAILED (KILLED on Ctrl-C) instead of leaving it RUNNING.
+    exception inside marks the run FAILED (KILLED on Ctrl-C or SIGTERM) instead of leaving it
+    RUNNING.
 
     A write that fails for want of space or permission (a full disk, a read-only store), in the
     store or in the artifacts, becomes one :class:`BenchmarkError` line: see
@@ -224,7 +225,12 @@ def tracked_run(
             experiment_id=experiment_id, run_name=run_name, tags=dict(tags),
             nested=parent_run_id is not None, parent_run_id=parent_run_id,
         ) as run:
-            yield run.info.run_id
+            try:
+                yield run.info.run_id
+            except KeyboardInterrupt:
+                # Ctrl-C or SIGTERM (see benchmark.cli): the run was stopped, it did not fail.
+                mlflow.end_run("KILLED")
+                raise
     except Exception as error:
         reason = _storage_failure(error)
         if reason is None:
@@ -323,6 +329,27 @@ def _local_path(uri: str | None) -> Path | None:
 def _first_line(error: BaseException) -> str:
     text = redact(str(getattr(error, "message", None) or error).strip())
     return text.splitlines()[0] if text else type(error).__name__
+
+
+#: Why a run FAILED: the error's first line (its traceback is the run's ``failure/traceback.txt``).
+FAILURE_REASON_TAG = "failure_reason"
+
+
+def record_failure(error: BaseException) -> str:
+    """Tag the active run with why it failed and log the traceback; returns the reason.
+
+    Best effort: a store that cannot take even this (it may be why the run failed) is left be.
+    """
+    import traceback
+
+    reason = _first_line(error) if isinstance(error, BenchmarkError) else \
+        f"{type(error).__name__}: {_first_line(error)}"
+    try:
+        set_tags({FAILURE_REASON_TAG: reason[:5000]})
+        log_artifact_text("".join(traceback.format_exception(error)), "failure/traceback.txt")
+    except Exception as failure:  # noqa: BLE001  the original error is what matters
+        log.warning("could not record the failure in MLflow: %s", _first_line(failure))
+    return reason
 
 
 def set_tags(tags: Mapping[str, str]) -> None:
@@ -468,7 +495,21 @@ def log_data_inputs(name: str, source: str, digest: str) -> None:
         warnings.simplefilter("ignore", UserWarning)
         where = resolve_dataset_source(Path(source).resolve().as_uri())
     for split, context in _SPLIT_CONTEXTS.items():
-        mlflow.log_input(MetaDataset(where, name=f"{name}/{split}", digest=digest[:36]), context=context)
+        dataset = MetaDataset(where, name=f"{name}/{split}", digest=digest[:36])
+        for attempt in range(_DATASET_ATTEMPTS):
+            try:
+                mlflow.log_input(dataset, context=context)
+                break
+            except mlflow.exceptions.MlflowException as error:
+                # Two runs logging the same new dataset at once (a batch's units on several
+                # workers) race to create it: the loser finds it created on a second try.
+                if attempt + 1 == _DATASET_ATTEMPTS or not _DUPLICATE_KEY.search(str(error)):
+                    raise
+
+
+#: How a store reports the race of two writers creating one dataset (PostgreSQL, MySQL, SQLite).
+_DUPLICATE_KEY = re.compile(r"UniqueViolation|duplicate key|Duplicate entry|UNIQUE constraint", re.IGNORECASE)
+_DATASET_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)

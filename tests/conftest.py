@@ -4,12 +4,16 @@ and the backend."""
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXCERPTS, write_clip
+from tests.helpers import EXCERPTS, free_port, write_clip
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +62,44 @@ def tone_tree(tmp_path) -> Path:
             write_clip(root / genre / f"{genre}.{clip:05d}.wav",
                        frequency=220.0 * (genre_index + 1) + 10 * clip)
     return root
+
+
+@pytest.fixture
+def postgres():
+    """A real PostgreSQL server on 127.0.0.1 in a throw-away data folder; yields a function that
+    creates a database and returns its SQLAlchemy URL."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        pytest.skip("PostgreSQL server not installed (Debian package postgresql; .ci/run installs it)")
+    pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed for PostgreSQL")
+    bindir = Path(found[-1]).parent
+    # In /tmp itself: the postgres user cannot enter pytest's (or TMPDIR's) 0700 folders.
+    folder = Path(tempfile.mkdtemp(prefix="benchmark-pg-", dir="/tmp"))
+    as_postgres = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_postgres = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+    data = folder / "data"
+
+    def pg(*command):
+        subprocess.run([*as_postgres, *command], check=True, capture_output=True, timeout=120)
+
+    def database(name: str) -> str:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", name)
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{name}"
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+       f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+    try:
+        yield database
+    finally:
+        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """The URL of a fresh database ``optuna`` on a real PostgreSQL server."""
+    return postgres("optuna")

@@ -281,6 +281,28 @@ def train_smoke_batch(folder: Path, cache: Path) -> tuple[dict, Path]:
     return outcome, folder
 
 
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path, backend_store_uri: str):
+    """A real ``mlflow server`` on 127.0.0.1 over ``backend_store_uri`` (artifacts in ``folder``);
+    yields its URL and stops it after."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = folder / "server.log"  # a file, not a pipe: a full pipe would stall the server
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", backend_store_uri, "--artifacts-destination", str(folder / "artifacts"),
+             "--workers", "1"],
+            stdout=subprocess.DEVNULL, stderr=sink, cwd=folder, start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health", process, what="mlflow server", output=log.read_text)
+        yield url
+    finally:
+        stop_server(process)
+
+
 # --- serving -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager

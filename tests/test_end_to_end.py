@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.data.gtzan import GTZAN_GENRES
-from tests.helpers import batch_runs, client_for, free_port, wait_for_http
+from tests.helpers import batch_runs, client_for, running_mlflow_server
 
 pytestmark = pytest.mark.slow
 
@@ -182,29 +182,10 @@ def test_smoke_run_on_real_gtzan_excerpts(tmp_path, excerpts_dir):
 
 @pytest.fixture
 def mlflow_server(tmp_path):
-    """A real ``mlflow server`` on 127.0.0.1 with its own store, stopped after the test."""
-    port = free_port()
+    """A real ``mlflow server`` on 127.0.0.1 with its own SQLite store, stopped after the test."""
     store = tmp_path / "server"
-    store.mkdir()
-    log = store / "server.log"  # a file, not a pipe: a full pipe would stall the server
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-         "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=log.open("w"), cwd=store,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", process, what="mlflow server", output=log.read_text)
-    except BaseException:
-        process.kill()
-        raise
-    yield url
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    with running_mlflow_server(store, f"sqlite:///{store / 'mlflow.db'}") as url:
+        yield url
 
 
 @pytest.mark.server

@@ -3,19 +3,13 @@ export, and a real PostgreSQL storage."""
 
 from __future__ import annotations
 
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from benchmark.config import load_experiment
 from benchmark.errors import BenchmarkError
 from benchmark.tune.study import open_storage
-from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -164,41 +158,6 @@ def test_two_parallel_workers_lose_and_duplicate_no_trial(tmp_path):
     pids = [trial.user_attrs["worker_pid"] for trial in study.trials]
     assert len(set(pids)) == 2 and os.getpid() not in pids
     assert sorted(pids.count(pid) for pid in set(pids)) == [2, 2]
-
-
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-@pytest.fixture
-def postgres_url():
-    """A real PostgreSQL server on 127.0.0.1, in a throw-away data folder."""
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server not installed (Debian package postgresql; .ci/run installs it)")
-    pytest.importorskip("psycopg2", reason="psycopg2 (the dev extra) is needed for PostgreSQL")
-    # In /tmp itself: the postgres user cannot enter pytest's (or TMPDIR's) 0700 folders.
-    folder = Path(tempfile.mkdtemp(prefix="benchmark-pg-", dir="/tmp"))
-    as_postgres = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(folder, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
-    data = folder / "data"
-
-    def pg(*command):
-        subprocess.run([*as_postgres, *command], check=True, capture_output=True, timeout=120)
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
-       f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
-    try:
-        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"
-    finally:
-        pg(str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.server

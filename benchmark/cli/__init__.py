@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
+from benchmark import interrupts
 from benchmark.cli import data, results, training, weights
 from benchmark.errors import BenchmarkError, refused_by_storage
 from benchmark.redaction import install_log_redaction, redact
 
 EXIT_USER_ERROR = 2
+#: Ctrl-C; SIGTERM gives 143 (128 + the signal's number, as shells do).
 EXIT_INTERRUPTED = 130
 
 
@@ -35,10 +38,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # URLs with a password (a PostgreSQL storage, a tracking server) are user input: no log line
     # and no error line may show the password, whichever module wrote it.
     install_log_redaction()
+    with interrupts.handled():
+        return _run_verb(args)
+
+
+def _run_verb(args) -> int:
     try:
         return args.handler(args) or 0
     except BenchmarkError as error:
         print(f"error: {redact(str(error))}", file=sys.stderr)
+        _print_notes(error)
         return EXIT_USER_ERROR
     except OSError as error:
         # A full disk, a read-only folder, no permission (writing a cache entry in a worker, a
@@ -48,9 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {redact(refused)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupted:
+        signum = getattr(interrupted, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        _print_notes(interrupted)
+        return 128 + signum
+
+
+def _print_notes(error: BaseException) -> None:
+    """What the pipeline added to an error for the user (how to resume a batch), one line each."""
+    for note in getattr(error, "__notes__", ()):
+        print(redact(note), file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:

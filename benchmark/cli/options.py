@@ -5,10 +5,14 @@ from __future__ import annotations
 DEFAULT_EXPERIMENT = "default"
 
 
-def add_experiment_options(parser) -> None:
-    """The options that choose and adjust an experiment, shared by `run` and `tune`."""
-    parser.add_argument("--experiment", default=DEFAULT_EXPERIMENT, metavar="FILE",
-                        help="experiment TOML file or bundled name (default: %(default)s)")
+def add_experiment_options(parser, *, experiment_default: str | None = DEFAULT_EXPERIMENT) -> None:
+    """The options that choose and adjust an experiment, shared by `run` and `tune`.
+
+    ``experiment_default=None`` lets a verb tell an experiment given from none (``run --resume``
+    takes the batch's own); it then applies :data:`DEFAULT_EXPERIMENT` itself.
+    """
+    parser.add_argument("--experiment", default=experiment_default, metavar="FILE",
+                        help=f"experiment TOML file or bundled name (default: {DEFAULT_EXPERIMENT})")
     parser.add_argument("--data-dir", metavar="DIR", help="folder-per-genre audio tree (e.g. GTZAN's genres/)")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds (overrides run.seeds)")
     add_split_and_override_options(parser)
@@ -37,3 +41,37 @@ def add_batch_options(parser) -> None:
     which.add_argument("--batch", metavar="ID", help="the batch_id of one `run` invocation")
     which.add_argument("--latest", action="store_true",
                        help="the batch of the most recently started training run (the default)")
+
+
+def add_executor_options(parser, what: str) -> None:
+    """``--executor`` and the Ray options; ``what`` is what one task runs (a unit, a worker)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help=f"run each {what} here, or as a Ray task (pip install -e '.[ray]') (default: local)")
+    ray = parser.add_argument_group("with --executor ray")
+    ray.add_argument("--address", metavar="ADDR",
+                     help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray for this command)")
+    ray.add_argument("--cpus-per-unit", type=float, default=1, metavar="N",
+                     help=f"CPUs each {what} holds (default: %(default)s)")
+    ray.add_argument("--gpus-per-unit", type=float, default=0, metavar="N",
+                     help=f"GPUs each {what} holds (default: %(default)s)")
+    if what == "unit":
+        ray.add_argument("--max-concurrent", type=int, metavar="N",
+                         help="units running at once (default: as the cluster's resources allow)")
+
+
+def ray_options(args):
+    """``--executor ray``'s settings (:class:`benchmark.distributed.RayOptions`); None for local."""
+    from benchmark.errors import BenchmarkError
+
+    max_concurrent = getattr(args, "max_concurrent", None)
+    if args.executor != "ray":
+        if args.address is not None or max_concurrent is not None:
+            raise BenchmarkError("--address and --max-concurrent go with --executor ray")
+        return None
+    if args.cpus_per_unit <= 0 or args.gpus_per_unit < 0 or (max_concurrent is not None and max_concurrent < 1):
+        raise BenchmarkError("--cpus-per-unit must be above 0, --gpus-per-unit at least 0, --max-concurrent at "
+                             "least 1")
+    from benchmark.distributed import RayOptions
+
+    return RayOptions(address=args.address, cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit,
+                      max_concurrent=max_concurrent)

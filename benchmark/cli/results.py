@@ -3,6 +3,7 @@ the handlers."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from benchmark.cli.options import (
@@ -55,8 +56,6 @@ def add_ui(verbs) -> None:
 
 
 def _ui(args) -> int:
-    import subprocess
-
     from benchmark.redaction import redact
     from benchmark.tracking import resolve_tracking_uri
 
@@ -67,7 +66,31 @@ def _ui(args) -> int:
         print(f"  {latest[0]}: {address}/#/experiments/{latest[1]}")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
-    return subprocess.call(command)
+    return run_server(command)
+
+
+def run_server(command: list[str]) -> int:
+    """Run a server command until it exits, or until Ctrl-C or SIGTERM stops this one.
+
+    The server runs in a process group of its own (``mlflow ui`` is uvicorn with worker
+    processes), and a stop signal goes to that whole group, so no worker is left listening.
+    """
+    import signal
+    import subprocess
+
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        return process.wait()
+    finally:  # also after the server exited by itself: its workers may linger in the group
+        for sig, seconds in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=seconds)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
 
 
 def _latest_experiment_page(uri: str, experiment: str | None) -> tuple[str, str] | None:

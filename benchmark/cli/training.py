@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from benchmark.cli.options import add_experiment_options
+from benchmark.cli.options import (
+    DEFAULT_EXPERIMENT,
+    add_executor_options,
+    add_experiment_options,
+    ray_options,
+)
 
 
 def add_run(verbs) -> None:
@@ -10,22 +15,48 @@ def add_run(verbs) -> None:
         "run",
         help="train and test models of an experiment, logging every run to MLflow",
         description="Train and test networks on the experiment's data; one MLflow run per "
-        "(model, seed), then a summary table.",
+        "(model, seed, fold), then a summary table. A batch stopped by a failure, Ctrl-C or a "
+        "dead machine is completed with --resume.",
     )
-    which = run.add_mutually_exclusive_group(required=True)
+    which = run.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="every model the experiment lists")
     which.add_argument("--model", nargs="+", metavar="NAME", help="these models (see `list models`)")
-    add_experiment_options(run)
+    add_experiment_options(run, experiment_default=None)
+    run.add_argument("--resume", nargs="?", const=LATEST, metavar="BATCH",
+                     help="complete batch BATCH (no value, or --latest: the latest batch): run only its units "
+                     "without a finished run, with the batch's own experiment, settings and models")
+    run.add_argument("--latest", action="store_true", help="with --resume: the latest batch")
+    run.add_argument("--keep-going", action="store_true",
+                     help="record a failed unit (FAILED, with its reason) and go on; exit status 1 at the end")
+    add_executor_options(run, "unit")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 
 
+#: ``--resume`` with no batch id: the latest batch.
+LATEST = "latest"
+
+
 def _run(args) -> int:
     from benchmark.config import load_experiment
+    from benchmark.errors import BenchmarkError
 
-    config = load_experiment(args.experiment, args.overrides, data_dir=args.data_dir,
-                             split_dir=args.split_dir, seeds=args.seeds)
-    models = list(config.run.models) if args.all else args.model
+    if args.latest and not args.resume:
+        raise BenchmarkError("--latest goes with --resume (report, promote and ui take --latest on their own)")
+    if not (args.all or args.model or args.resume):
+        raise BenchmarkError("say which models: --all, --model NAME ..., or --resume a batch")
+    configured = args.experiment is not None or args.overrides or args.seeds or args.data_dir or args.split_dir
+    stored = None
+    if args.resume:
+        from benchmark.runner import open_batch
+
+        stored = open_batch(None if args.resume == LATEST else args.resume, args.tracking_uri)
+    if stored is None or configured:
+        config = load_experiment(args.experiment or DEFAULT_EXPERIMENT, args.overrides, data_dir=args.data_dir,
+                                 split_dir=args.split_dir, seeds=args.seeds)
+    else:
+        config = stored.config
+    models = list(config.run.models) if args.all else args.model or (stored.models if stored else [])
     from benchmark.models import get_model_spec
 
     for name in models:
@@ -33,9 +64,10 @@ def _run(args) -> int:
     from benchmark.runner import run_experiment
     from benchmark.summary import print_summary
 
-    outcome = run_experiment(config, models, tracking_uri=args.tracking_uri, progress=not args.no_progress)
+    outcome = run_experiment(config, models, tracking_uri=args.tracking_uri, progress=not args.no_progress,
+                             keep_going=args.keep_going, resume=stored, ray=ray_options(args))
     print_summary(outcome, experiment_name=config.name)
-    return 0
+    return 1 if outcome.failures else 0
 
 
 def add_tune(verbs) -> None:
@@ -54,9 +86,11 @@ def add_tune(verbs) -> None:
     tune.add_argument("--storage", metavar="URL",
                       help="Optuna storage: SQLAlchemy URL (sqlite:///..., postgresql://...) or a journal "
                       "file path (default: mlruns/optuna-journal.log)")
-    tune.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default: 1)")
+    tune.add_argument("--jobs", type=int, default=1, metavar="N",
+                      help="workers on the study: processes, or Ray tasks with --executor ray (default: 1)")
     tune.add_argument("--metric", choices=("val_accuracy", "val_loss"),
                       help="objective (default: the experiment's tuning.metric, val_accuracy)")
+    add_executor_options(tune, "worker")
     tune.set_defaults(handler=_tune)
 
 
@@ -70,7 +104,7 @@ def _tune(args) -> int:
 
     outcome = tune_model(
         config, args.model, trials=args.trials, timeout=args.timeout, study_name=args.study,
-        storage=args.storage, jobs=args.jobs, tracking_uri=args.tracking_uri,
+        storage=args.storage, jobs=args.jobs, tracking_uri=args.tracking_uri, ray=ray_options(args),
     )
     print()
     print(f"study {outcome.study_name!r} ({outcome.storage}): {outcome.trials_after} trials, "

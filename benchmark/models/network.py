@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import keras
 import numpy as np
 
+from benchmark import interrupts
 from benchmark.data import inputs
 from benchmark.models.estimator import FitReport, RegisteredEstimator
 
@@ -137,6 +138,9 @@ class EpochProgress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        interrupts.check()  # a Ctrl-C or SIGTERM that a library swallowed stops training here
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from benchmark import tracking
+from benchmark.batch import SUPERSEDED_TAG
 from benchmark.errors import BenchmarkError
+from benchmark.liveness import reap_dead_runs
 from benchmark.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -69,8 +71,12 @@ def load_batch(experiment: str | None = None, batch: str | None = None,
     client = MlflowClient(tracking_uri=uri)
     found = tracking.find_batch(experiment, batch)
     experiment, batch_id = found.experiment_name, found.batch_id
+    # A run whose process died is still RUNNING in MLflow: mark it KILLED before reading.
+    reap_dead_runs(client, [found.experiment_id], tracking.batch_runs_filter(batch_id))
     chosen = mlflow.search_runs([found.experiment_id], filter_string=tracking.batch_runs_filter(batch_id),
                                 order_by=["attributes.start_time DESC"])
+    if f"tags.{SUPERSEDED_TAG}" in chosen:  # earlier attempts of units that a resume ran again
+        chosen = chosen[chosen[f"tags.{SUPERSEDED_TAG}"].isna()].reset_index(drop=True)
     _require_finished(chosen, batch_id, experiment)
     chosen = _with_identity_columns(chosen)
     log.info("batch %s of %r: %d runs of %d models", batch_id, experiment, len(chosen),

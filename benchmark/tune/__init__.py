@@ -44,12 +44,14 @@ def tune_model(
     jobs: int = 1,
     tracking_uri: str | None = None,
     export_dir: Path | None = None,
+    ray=None,
 ) -> TuneOutcome:
     """Add ``trials`` trials to the model's study (created or resumed) and export the best.
 
     Validates the search space and prepares the data before any trial runs, so a typo or a
     missing data folder fails at once. The storage URL's password (a PostgreSQL storage) is
     redacted wherever it is shown or stored: log lines, the parent run's tag, the exported file.
+    ``ray`` (:class:`benchmark.distributed.RayOptions`) runs the ``jobs`` workers as Ray tasks.
     """
     import optuna
 
@@ -91,6 +93,7 @@ def tune_model(
                        trials, timeout),
             jobs,
             prepared,
+            ray,
         )
         study = load_study(config, study_name, storage)
         summary = _trials_table(study)

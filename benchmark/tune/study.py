@@ -133,12 +133,18 @@ def run_worker(task: WorkerTask, prepared=None) -> int:
     return len(study.trials) - before
 
 
-def run_workers(task: WorkerTask, jobs: int, prepared) -> None:
-    """Run the study's new trials in this process, or split them over ``jobs`` spawned processes."""
+def run_workers(task: WorkerTask, jobs: int, prepared, ray=None) -> None:
+    """Run the study's new trials in this process, or split them over ``jobs`` spawned processes
+    (``ray``: :class:`benchmark.distributed.RayOptions`, over ``jobs`` Ray tasks)."""
+    shares = [task.trials // jobs + (1 if index < task.trials % jobs else 0) for index in range(jobs)]
+    if ray is not None:
+        from benchmark.distributed import run_tuning_workers
+
+        run_tuning_workers(run_worker, [_with_trials(task, share) for share in shares if share], prepared, ray)
+        return
     if jobs <= 1:
         run_worker(task, prepared)
         return
-    shares = [task.trials // jobs + (1 if index < task.trials % jobs else 0) for index in range(jobs)]
     context = multiprocessing.get_context("spawn")  # never fork a process holding TensorFlow
     from concurrent.futures import ProcessPoolExecutor
 
