@@ -180,6 +180,8 @@ def open_batch(batch_id: str | None, tracking_uri: str | None = None) -> StoredB
     from benchmark.batch import load_stored_batch
     from benchmark.liveness import reap_dead_runs
 
+    if batch_id is not None:
+        tracking.check_batch_id(batch_id)  # before the store: a typo is named as such
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.open_existing_store(uri)
     found = tracking.find_batch(None, batch_id)

@@ -531,8 +531,8 @@ def find_batch(experiment: str | None = None, batch_id: str | None = None) -> Ba
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    if batch_id is not None and not _BATCH_ID.fullmatch(batch_id):
-        raise BenchmarkError(f"not a batch id: {batch_id!r} (`run` prints it, e.g. 20250101-120000-ab12cd)")
+    if batch_id is not None:
+        check_batch_id(batch_id)
     experiments = [item for item in client.search_experiments() if item.lifecycle_stage == "active"]
     if experiment is not None:
         chosen = [item for item in experiments if item.name == experiment]
@@ -553,6 +553,12 @@ def find_batch(experiment: str | None = None, batch_id: str | None = None) -> Ba
         raise BenchmarkError(f"no runs of batch {batch_id!r} in {where} (recent batches: {recent})")
     names = {item.experiment_id: item.name for item in experiments}
     return BatchRef(names[run.info.experiment_id], run.info.experiment_id, run.data.tags["batch_id"])
+
+
+def check_batch_id(batch_id: str) -> None:
+    """A batch id has the form ``new_batch_id`` gives (it goes into search filters); else one line."""
+    if not _BATCH_ID.fullmatch(batch_id):
+        raise BenchmarkError(f"not a batch id: {batch_id!r} (`run` prints it, e.g. 20250101-120000-ab12cd)")
 
 
 def recent_batches(client, experiment_ids: list[str], limit: int = 5) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -331,12 +330,6 @@ def served_model(model_uri: str, tracking_uri: str, folder: Path):
 
 def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM the process group a server was started in; SIGKILL it if it does not go."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=wait)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    from benchmark.cli.results import stop_process_group
+
+    stop_process_group(process, grace_seconds=30)

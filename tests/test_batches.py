@@ -154,8 +154,8 @@ def test_keep_going_records_the_failure_goes_on_and_a_fixed_resume_runs_only_tha
 def test_without_keep_going_the_first_failure_stops_the_batch_and_names_the_resume_command(tmp_path, capsys):
     assert main(["run", "--model", "cnn2d", "fcnn", "--set", BROKEN, *SMOKE]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-2].startswith("error: cnn2d") or "cannot be built" in err[-2]
-    assert err[-1].startswith("resume the batch: python -m benchmark run --resume ")
+    assert err[-2].startswith("resume the batch: python -m benchmark run --resume ")
+    assert err[-1].startswith("error: ") and "cannot be built" in err[-1]
     assert set(runs_by_status(store_uri(tmp_path))) == {"FAILED"}  # fcnn never started
 
 

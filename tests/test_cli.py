@@ -41,6 +41,23 @@ def test_unknown_model_is_one_line_exit_2():
     assert_user_error(run_cli("run", "--model", "resnet", "--experiment", "smoke"), "unknown model 'resnet'")
 
 
+@pytest.mark.parametrize(("arguments", "fragment"), [
+    (["--experiment", "smoke"], "say which models: --all, --model NAME ..., or --resume a batch"),
+    (["--all", "--latest"], "--latest goes with --resume"),
+    (["--resume", "20250101-120000-ab12cd", "--latest"], "one batch, not both"),
+    (["--resume", "no such batch!"], "not a batch id"),
+    (["--resume"], "no tracking store"),
+    (["--all", "--max-concurrent", "2"], "go with --executor ray"),
+    (["--all", "--executor", "ray", "--cpus-per-unit", "0"], "--cpus-per-unit must be above 0"),
+])
+def test_run_option_mistakes_are_one_line_exit_2(arguments, fragment, capsys):
+    from benchmark.cli import main
+
+    assert main(["run", *arguments]) == 2  # in this process: no start-up cost per case
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and fragment in lines[-1], lines
+
+
 def test_unknown_experiment_is_one_line_exit_2():
     assert_user_error(run_cli("run", "--all", "--experiment", "nope.toml"), "experiment file not found")
 

@@ -46,8 +46,8 @@ def _run_verb(args) -> int:
     try:
         return args.handler(args) or 0
     except BenchmarkError as error:
-        print(f"error: {redact(str(error))}", file=sys.stderr)
         _print_notes(error)
+        print(f"error: {redact(str(error))}", file=sys.stderr)  # the last line, as always
         return EXIT_USER_ERROR
     except OSError as error:
         # A full disk, a read-only folder, no permission (writing a cache entry in a worker, a
@@ -55,12 +55,13 @@ def _run_verb(args) -> int:
         refused = refused_by_storage(error)
         if refused is None:
             raise
+        _print_notes(error)
         print(f"error: {redact(refused)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as interrupted:
         signum = getattr(interrupted, "signum", signal.SIGINT)
-        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         _print_notes(interrupted)
+        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
         return 128 + signum
 
 

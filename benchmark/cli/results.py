@@ -75,22 +75,29 @@ def run_server(command: list[str]) -> int:
     The server runs in a process group of its own (``mlflow ui`` is uvicorn with worker
     processes), and a stop signal goes to that whole group, so no worker is left listening.
     """
-    import signal
     import subprocess
 
     process = subprocess.Popen(command, start_new_session=True)
     try:
         return process.wait()
     finally:  # also after the server exited by itself: its workers may linger in the group
-        for sig, seconds in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(timeout=seconds)
-                break
-            except ProcessLookupError:
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        stop_process_group(process)
+
+
+def stop_process_group(process, *, grace_seconds: float = 15) -> None:
+    """SIGTERM the process group ``process`` leads; SIGKILL it if it has not gone in time."""
+    import signal
+    import subprocess
+
+    for sig, seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=seconds)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _latest_experiment_page(uri: str, experiment: str | None) -> tuple[str, str] | None:

@@ -43,6 +43,8 @@ def _run(args) -> int:
 
     if args.latest and not args.resume:
         raise BenchmarkError("--latest goes with --resume (report, promote and ui take --latest on their own)")
+    if args.latest and args.resume != LATEST:
+        raise BenchmarkError(f"--resume {args.resume} or --latest: one batch, not both")
     if not (args.all or args.model or args.resume):
         raise BenchmarkError("say which models: --all, --model NAME ..., or --resume a batch")
     configured = args.experiment is not None or args.overrides or args.seeds or args.data_dir or args.split_dir
