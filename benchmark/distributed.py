@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from benchmark.errors import BenchmarkError
+from benchmark.redaction import redact
 
 if TYPE_CHECKING:
     from benchmark.runner import BatchContext
@@ -77,7 +78,8 @@ def check_store_for_ray(tracking_uri: str, options: RayOptions) -> None:
     scheme = urlparse(tracking_uri).scheme
     if len(nodes) > 1 and scheme in ("", "file", "sqlite"):
         raise BenchmarkError(
-            f"the Ray cluster has {len(nodes)} machines, and the tracking store {tracking_uri} is local to this one: "
+            f"the Ray cluster has {len(nodes)} machines, and the tracking store {redact(tracking_uri)} is local to "
+            "this one: "
             "start `mlflow server --backend-store-uri postgresql://... --artifacts-destination ...` (a PostgreSQL "
             "backend store takes many writers) and pass --tracking-uri http://<host>:5000")
 
@@ -103,7 +105,10 @@ def run_on_ray(context: BatchContext, units: Sequence[Unit], keep_going: bool, o
                 running[task.remote(shared, unit)] = unit
             ready, _ = ray.wait(list(running), num_returns=1)
             unit = running.pop(ready[0])
-            finished, outcome = ray.get(ready[0])
+            try:
+                finished, outcome = ray.get(ready[0])
+            except ray.exceptions.RayError as error:  # its worker died UNIT_RETRIES + 1 times
+                finished, outcome = False, context.failure(unit, _lost(error))
             if not finished:
                 if not keep_going:
                     raise BenchmarkError(f"{unit.model} seed {unit.seed} split {unit.split_index}: {outcome.reason}")
@@ -114,9 +119,15 @@ def run_on_ray(context: BatchContext, units: Sequence[Unit], keep_going: bool, o
     except BaseException:
         for reference in running:  # a KeyboardInterrupt in each task: its run is marked KILLED
             ray.cancel(reference, force=False)
-        ray.wait(list(running), num_returns=len(running), timeout=30)
+        if running:
+            ray.wait(list(running), num_returns=len(running), timeout=30)
         raise
     return runs, failures
+
+
+def _lost(error: Exception) -> str:
+    """Why a unit failed whose every attempt lost its worker (Ray gives up after the retries)."""
+    return f"its worker died {UNIT_RETRIES + 1} times ({type(error).__name__}: {str(error).splitlines()[0]})"
 
 
 def _run_unit_task(context: BatchContext, unit: Unit):
@@ -138,7 +149,7 @@ def run_tuning_workers(run_worker, tasks: Sequence[Any], prepared, options: RayO
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     storage = tasks[0].storage_url
     if len(nodes) > 1 and urlparse(storage).scheme == "sqlite":
-        raise BenchmarkError(f"the Ray cluster has {len(nodes)} machines and the study's storage {storage} is a "
+        raise BenchmarkError(f"the Ray cluster has {len(nodes)} machines and the study's storage {redact(storage)} is a "
                              "local SQLite file: pass --storage postgresql://... (or a journal file on a shared "
                              "filesystem)")
     shared = ray.put(prepared)

@@ -260,8 +260,8 @@ def run_experiment(
     except UnitFailed as failed:
         failed.error.add_note(f"resume the batch: {command}")
         raise failed.error from None
-    except KeyboardInterrupt as interrupted:
-        interrupted.add_note(f"resume the batch: {command}")
+    except (KeyboardInterrupt, BenchmarkError) as stopped:  # Ctrl-C; a unit's failure on Ray
+        stopped.add_note(f"resume the batch: {command}")
         raise
     order = {unit: index for index, unit in enumerate(units)}
     runs = sorted(done + runs, key=lambda row: order.get(_unit_of(row), 0))
@@ -287,6 +287,10 @@ class BatchContext:
                         batch_id=self.batch_id, tracking_uri=self.tracking_uri, models=self.models,
                         setup=self.setups[unit.model], callbacks=callbacks,
                         supersedes=self.earlier_attempts.get(unit, ()) if supersedes is None else supersedes)
+
+    def failure(self, unit: Unit, reason: str) -> UnitFailure:
+        """A unit failed outside any run of its own (its worker lost, say)."""
+        return UnitFailure(unit.model, unit.seed, unit.split_index, None, reason)
 
     def run_once(self, unit: Unit, *, callbacks: Sequence = ()) -> tuple[bool, RunSummary | UnitFailure]:
         """Run one unit unless it has a FINISHED run already: (True, its row) or (False, the failure).
