@@ -2,7 +2,8 @@
 
 Runs in tox's ``musicnn-reference`` environment (the musicnn wheel installed without its
 dependencies, ``tf_keras``, ``TF_USE_LEGACY_KERAS=1``); skips elsewhere. Both networks get the
-same float32 input batches: the port's log-mel windows of the shared real excerpts. The
+same float32 input batches: the port's log-mel windows of generated audio (always) and of the
+shared real excerpts (where they are). The
 original graph is built with musicnn's own ``models.define_model`` in a graph of its own (eager
 execution stays on for Keras 3; ``musicnn.extractor`` is only imported in a subprocess, since it
 turns eager execution off for its whole process), and restored from the package's checkpoint.
@@ -85,8 +86,33 @@ def test_the_installed_checkpoints_are_the_pinned_ones(model):
         assert weights_module.file_sha256(PACKAGE_DIR / model / name) == digest
 
 
+@pytest.fixture(scope="module")
+def generated_batches() -> dict[str, np.ndarray]:
+    """The port's windows of generated music-like audio (chords, a beat, noise): the parity check
+    that runs wherever this environment does, real excerpts or not."""
+    rng = np.random.default_rng(0)
+    seconds = np.arange(int(8 * DATA_RATE)) / DATA_RATE
+    batches = {}
+    for index, root in enumerate((110.0, 164.8, 220.0)):
+        chord = sum(np.sin(2 * np.pi * root * ratio * seconds) for ratio in (1.0, 1.25, 1.5))
+        beat = (np.sin(2 * np.pi * 2.0 * seconds) > 0.95) * rng.normal(0, 1, seconds.size)
+        audio = (0.2 * chord + 0.3 * beat + 0.02 * rng.normal(0, 1, seconds.size)).astype(np.float32)
+        batches[f"generated-{index}"] = windows(log_mel(resample(audio, DATA_RATE)))
+    return batches
+
+
+@pytest.mark.parametrize("model", weights_module.MODELS)
+def test_the_port_matches_the_original_on_generated_audio(model, generated_batches, tmp_path):
+    check_parity(model, generated_batches, tmp_path)
+
+
 @pytest.mark.parametrize("model", weights_module.MODELS)
 def test_the_port_matches_the_original_on_the_real_excerpts(model, port_batches, tmp_path):
+    check_parity(model, port_batches, tmp_path)
+
+
+def check_parity(model: str, port_batches: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """The port and the original graph on the same float32 windows: every output within tolerance."""
     # The port loads the weights as the harness does: checkpoint -> .npz -> every layer by name
     # (assign_checkpoint fails on any variable without a layer, or a shape that differs).
     npz = tmp_path / f"{model}.npz"
@@ -100,7 +126,7 @@ def test_the_port_matches_the_original_on_the_real_excerpts(model, port_batches,
     relative = {name: float(np.max(np.abs(found[name] - expected[name]) / np.maximum(np.abs(expected[name]), 1.0)))
                 for name in OUTPUTS}
     magnitude = {name: float(np.max(np.abs(expected[name]))) for name in OUTPUTS}
-    print(f"\n{model}: {len(batch)} windows of {len(port_batches)} excerpts; max |port - original|: "
+    print(f"\n{model}: {len(batch)} windows of {len(port_batches)} clips; max |port - original|: "
           f"{json.dumps(differences)}; relative to max(1, |original|): {json.dumps(relative)}; "
           f"largest |original|: {json.dumps(magnitude)}")
     for name in OUTPUTS:
