@@ -64,11 +64,28 @@ def start_ray(options: RayOptions) -> Any:
                              "cluster)") from None
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS")
+        if address and address != "auto":
+            _check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=True)
         except ConnectionError as error:
             raise BenchmarkError(f"cannot join the Ray cluster at {address}: {error}") from None
     return ray
+
+
+def _check_reachable(address: str, seconds: float = 10) -> None:
+    """One line at once where nothing listens at ``address`` (``[ray://]host:port``): Ray itself
+    retries an unreachable cluster for minutes."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchmarkError(f"--address {address}: expected HOST:PORT (the address `ray start --head` printed)")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise BenchmarkError(f"cannot reach the Ray cluster at {address}: {error.strerror or error} (is `ray start "
+                             "--head` running there?)") from None
 
 
 def check_store_for_ray(tracking_uri: str, options: RayOptions) -> None:

@@ -338,9 +338,9 @@ def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool):
 
 def failure_of(unit: Unit, failed: UnitFailed) -> UnitFailure:
     """The summary line of a failed unit."""
-    error = failed.error
-    reason = str(error) if isinstance(error, BenchmarkError) else f"{type(error).__name__}: {error}"
-    return UnitFailure(unit.model, unit.seed, unit.split_index, failed.run_id, reason.splitlines()[0] if reason else "")
+    from benchmark.tracking import failure_reason
+
+    return UnitFailure(unit.model, unit.seed, unit.split_index, failed.run_id, failure_reason(failed.error))
 
 
 def _unit_of(row: RunSummary) -> Unit:

@@ -342,14 +342,18 @@ def record_failure(error: BaseException) -> str:
     """
     import traceback
 
-    reason = _first_line(error) if isinstance(error, BenchmarkError) else \
-        f"{type(error).__name__}: {_first_line(error)}"
+    reason = failure_reason(error)
     try:
         set_tags({FAILURE_REASON_TAG: reason[:5000]})
         log_artifact_text("".join(traceback.format_exception(error)), "failure/traceback.txt")
     except Exception as failure:  # noqa: BLE001  the original error is what matters
         log.warning("could not record the failure in MLflow: %s", _first_line(failure))
     return reason
+
+
+def failure_reason(error: BaseException) -> str:
+    """A failure in one line: a user error's message, or a bug's type and first line (redacted)."""
+    return _first_line(error) if isinstance(error, BenchmarkError) else f"{type(error).__name__}: {_first_line(error)}"
 
 
 def set_tags(tags: Mapping[str, str]) -> None:

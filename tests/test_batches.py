@@ -264,3 +264,13 @@ def test_sigterm_to_ui_stops_the_whole_server(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline, "the UI's server still listens after SIGTERM"
                 time.sleep(0.2)
+
+
+def test_an_unreachable_ray_cluster_is_one_line_at_once_and_nothing_is_written(tmp_path):
+    pytest.importorskip("ray", reason="Ray is the optional extra `ray` (tox env batches installs it)")
+    from tests.helpers import assert_user_error, free_port, run_cli
+
+    result = run_cli("run", "--model", "fcnn", *SMOKE, "--executor", "ray", "--address", f"127.0.0.1:{free_port()}",
+                     cwd=tmp_path, timeout=120)  # Ray itself would retry for minutes
+    assert_user_error(result, "cannot reach the Ray cluster at 127.0.0.1:")
+    assert not runs_by_status(store_uri(tmp_path))
