@@ -8,8 +8,15 @@ per segment (or one for the clip), since statistics and embeddings cannot be cut
 Each clip is decoded, trimmed to at most ``frames`` frames' worth of samples and transformed
 (the study's dB STFT magnitude, or dB log-mel power) exactly once: the dB spectrogram is stored
 as float16 under a key made of the file's content hash and the feature parameters, so renaming
-or copying the data set keeps the cache, and changing any parameter misses it. Extraction runs
-in worker processes with a progress bar.
+or copying the data set keeps the cache, and changing any parameter misses it.
+
+Frame representations are extracted in this process, in chunks of clips on a few threads
+(:func:`~benchmark.data.parallel.map_chunks_in_threads`; decoding, hashing, FFTs and writes
+release the GIL): the clips of a chunk share their framing and FFT
+(:mod:`benchmark.data.spectrogram`, the values of :func:`compute_spectrogram`, which stays
+the per-clip path prediction uses), and no worker process has to start first. ``stft``,
+``logmel`` and ``mfcc`` go this way; ``musicnn-mel`` and ``handcrafted`` run a clip at a time
+in worker processes, ``musicnn`` in this process. Either way with a progress bar.
 
 The cache holds each clip at its own length, before normalisation: turning it into network
 inputs (:func:`network_inputs`: per-clip scaling, then padding to ``frames`` or cutting into
@@ -24,6 +31,8 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -37,8 +46,9 @@ from benchmark.config import (
     FeaturesConfig,
 )
 from benchmark.data.normalize import scale_per_clip
-from benchmark.data.parallel import map_in_processes
+from benchmark.data.parallel import StopFlag, map_chunks_in_threads, map_in_processes
 from benchmark.data.segments import Segmenting
+from benchmark.data.spectrogram import BATCHED_REPRESENTATIONS
 from benchmark.data.tracks import AudioDecodeError, Track, content_hash, load_audio, probe_length
 from benchmark.errors import BenchmarkError
 
@@ -52,9 +62,27 @@ CACHE_DTYPE = np.float16
 VECTOR_DTYPE = np.float32
 #: Bumped whenever the computation below changes, so old cache entries are never reused.
 FEATURE_VERSION = 2  # 2: the cache holds unpadded, unscaled dB spectrograms
+#: A representation whose cached values changed since has its own version, in its key instead.
+#: ``logmel``, ``mfcc`` 3: extraction projects onto the mel bands with one BLAS thread (the
+#: chunks run in parallel instead), and the last float32 bit of OpenBLAS's product depends on
+#: its threading: on the default data, 1 float16 value in 41 million log-mel values (one step,
+#: 0.03 dB) differs from version 2's, and more of the cepstral coefficients'. ``stft`` (no BLAS)
+#: is bit for bit as before, and the other representations are computed as before.
+REPRESENTATION_VERSIONS = {"logmel": 3, "mfcc": 3}
+
+#: Float32 magnitudes a chunk of clips may hold at once (bytes): 32 clips of 431 frames' STFT,
+#: 12 of the study's 1320; clips per chunk at most, and in the first chunk (the bar moves at once).
+_CHUNK_BYTES, _MAX_CHUNK, _FIRST_CHUNK = 64 << 20, 32, 4
+#: Threads reading, decoding and writing files for the chunks: a chunk's fsyncs go together.
+_IO_THREADS = 8
 
 
 _FEATURE_DEFAULTS, _DATA_DEFAULTS = FeaturesConfig(), DataConfig()
+
+
+def feature_version(representation: str) -> int:
+    """The version in a representation's cache keys: :data:`FEATURE_VERSION` unless it has its own."""
+    return REPRESENTATION_VERSIONS.get(representation, FEATURE_VERSION)
 
 
 @dataclass(frozen=True)
@@ -164,7 +192,7 @@ class FeatureParams:
         values = {key: value for key, value in asdict(self).items() if key not in unused}
         if self.is_vector and segmenting is not None:
             values["segmenting"] = segmenting.describe()
-        payload = json.dumps({**values, "version": FEATURE_VERSION}, sort_keys=True)
+        payload = json.dumps({**values, "version": feature_version(self.representation)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -357,12 +385,14 @@ def extract_features(
     progress: bool = True,
     min_seconds: float = 0.0,
 ) -> FeatureSet:
-    """Network inputs for ``tracks``, from spectrograms cached or computed in ``workers`` processes.
+    """Network inputs for ``tracks``, from spectrograms cached or computed on ``workers`` cores.
 
     Files that cannot be decoded, are truncated or last under ``min_seconds`` are skipped and
     listed in the result, never silently dropped.
-    ``workers=0`` uses one process per CPU core; ``workers=1`` runs in this process.
-    ``segmenting`` and ``normalize`` are as in :func:`network_inputs`.
+    ``stft``, ``logmel``, ``mfcc``: ``workers`` threads of this process compute chunks of clips
+    (``0``: one per CPU core). ``musicnn-mel``, ``handcrafted``: ``workers`` processes (``0``:
+    one per core, ``1``: this process). ``segmenting`` and ``normalize`` are as in
+    :func:`network_inputs`.
     """
 
     cache_dir = feature_cache_dir(cache_root, params, segmenting)
@@ -375,11 +405,28 @@ def extract_features(
         weights_file(params.musicnn_model)
         workers = 1
     _write_params_note(cache_dir, params)
-    vector_segmenting = segmenting if params.is_vector else None
-    results = map_in_processes(_featurize, [track.path for track in tracks], params, cache_dir,
-                               vector_segmenting, min_seconds, workers=workers, progress=progress,
-                               desc=params.representation, unit="clip")
+    paths = [track.path for track in tracks]
+    if params.representation not in BATCHED_REPRESENTATIONS:  # a clip at a time, in processes
+        results = map_in_processes(_featurize, paths, params, cache_dir, segmenting, min_seconds,
+                                   workers=workers, progress=progress, desc=params.representation, unit="clip")
+    else:
+        results = _extract_spectrograms(paths, params, cache_dir, min_seconds, workers=workers, progress=progress)
     return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)
+
+
+def _extract_spectrograms(paths: list[Path], params: FeatureParams, cache_dir: Path, min_seconds: float, *,
+                          workers: int, progress: bool) -> list[_TrackResult]:
+    """Every file's cached spectrogram, the missing ones computed in chunks on ``workers`` threads."""
+    from threadpoolctl import threadpool_limits
+
+    chunk = max(1, min(_MAX_CHUNK, _CHUNK_BYTES // (4 * max(params.frames, 1) * (params.n_fft // 2 + 1))))
+    # One BLAS thread per product: the chunks are the parallelism. A threaded OpenBLAS product
+    # (the mel projection) beside other busy threads waits on its spinning helpers, 10x slower.
+    with threadpool_limits(1, user_api="blas"), \
+            ThreadPoolExecutor(_IO_THREADS, thread_name_prefix="features-io") as files:
+        return map_chunks_in_threads(_featurize_chunk, paths, params, cache_dir, min_seconds, files,
+                                     chunk_size=chunk, first_chunk_size=_FIRST_CHUNK, workers=workers,
+                                     progress=progress, desc=params.representation, unit="clip")
 
 
 @dataclass
@@ -391,32 +438,76 @@ class _TrackResult:
     error: str | None = None
 
 
-def _featurize(path: Path, params: FeatureParams, cache_dir: Path,
-               segmenting: Segmenting | None = None, min_seconds: float = 0.0) -> _TrackResult:
-    """Worker: the cached entry of one file (a spectrogram, or vectors), computed and stored on a miss.
+def _cache_entry(cache_dir: Path, digest: str) -> Path:
+    return cache_dir / digest[:2] / f"{digest}.npy"
+
+
+def _look_up(path: Path, params: FeatureParams, cache_dir: Path, min_seconds: float,
+             before_decoding: Callable[[], None] | None = None) -> tuple[_TrackResult, np.ndarray | None]:
+    """A file's cached entry, or its reason to be skipped, or else its decoded audio to compute.
 
     A file that is truncated or shorter than ``min_seconds`` is skipped even where a cache entry
     exists (an older run may have cached it); the reason is ``data verify``'s for the same file.
+    ``before_decoding`` runs where the file has to be decoded.
     """
     digest = content_hash(path)
-    entry = cache_dir / digest[:2] / f"{digest}.npy"
     try:
         probe_length(path, min_seconds)  # headers only: cheap enough to ask of every cached file
     except AudioDecodeError as error:
-        return _TrackResult(digest, None, cached=False, error=error.reason)
-    cached = _read_cache_entry(entry, params)
+        return _TrackResult(digest, None, cached=False, error=error.reason), None
+    cached = _read_cache_entry(_cache_entry(cache_dir, digest), params)
     if cached is not None:
-        return _TrackResult(digest, cached, cached=True)
+        return _TrackResult(digest, cached, cached=True), None
+    if before_decoding is not None:
+        before_decoding()
     try:
         audio = load_audio(path, params.sample_rate, min_seconds=min_seconds)
     except AudioDecodeError as error:
-        return _TrackResult(digest, None, cached=False, error=error.reason)
+        return _TrackResult(digest, None, cached=False, error=error.reason), None
+    return _TrackResult(digest, None, cached=False), audio
+
+
+def _featurize(path: Path, params: FeatureParams, cache_dir: Path,
+               segmenting: Segmenting | None = None, min_seconds: float = 0.0) -> _TrackResult:
+    """Worker: the cached entry of one file (a spectrogram, or vectors), computed and stored on a miss."""
+    result, audio = _look_up(path, params, cache_dir, min_seconds)
+    if audio is None:
+        return result
     if params.is_vector:
         computed = clip_vectors(audio, params, segmenting).astype(VECTOR_DTYPE)
     else:
         computed = compute_spectrogram(audio, params).astype(CACHE_DTYPE)
-    _write_atomically(entry, computed)
-    return _TrackResult(digest, computed, cached=False)
+    _write_atomically(_cache_entry(cache_dir, result.content_hash), computed)
+    result.values = computed
+    return result
+
+
+def _featurize_chunk(paths: list[Path], params: FeatureParams, cache_dir: Path, min_seconds: float,
+                     files: ThreadPoolExecutor, *, stop: StopFlag) -> list[_TrackResult]:
+    """A chunk's cached spectrograms: files looked up on the ``files`` threads, misses computed together."""
+    from benchmark.data.spectrogram import batch_spectrograms, warm_up
+
+    def look_up(path: Path):
+        stop.check()  # a chunk being abandoned: its queued files return at once
+        # librosa is loaded by the first thread to decode (a cached run never loads it).
+        return _look_up(path, params, cache_dir, min_seconds, before_decoding=lambda: warm_up(params))
+
+    looked_up = list(files.map(look_up, paths))
+    missing = [index for index, (_, audio) in enumerate(looked_up) if audio is not None]
+    results = [result for result, _ in looked_up]
+    if not missing:
+        return results
+    stop.check()
+    spectrograms = batch_spectrograms([looked_up[index][1] for index in missing], params)
+    del looked_up
+    computed = [spectrogram.astype(CACHE_DTYPE) for spectrogram in spectrograms]
+    del spectrograms
+    stop.check()
+    _write_all_atomically([_cache_entry(cache_dir, results[index].content_hash) for index in missing], computed,
+                          files)
+    for index, values in zip(missing, computed):
+        results[index].values = values
+    return results
 
 
 def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
@@ -442,25 +533,51 @@ def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
 def _write_atomically(entry: Path, array: np.ndarray) -> None:
     # Write beside the target and rename: a reader sees the old state or the whole new file,
     # never a partial one, even if this process is killed mid-write.
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=entry.parent, prefix=".tmp-", suffix=".part", delete=False)
+    _write_all_atomically([entry], [array])
+
+
+def _write_all_atomically(entries: list[Path], arrays: list[np.ndarray],
+                          files: ThreadPoolExecutor | None = None) -> None:
+    """Each array to its entry as :func:`_write_atomically` does, the fsyncs together on ``files``' threads.
+
+    Every array is written to a temporary file beside its entry; once all are on disk (fsync'd,
+    concurrently: one journal commit rather than one each), each is renamed over its entry. A
+    failure, Ctrl-C or kill at any point leaves whole entries or none: never a partial file
+    under an entry's name, and the temporary files are removed (a killed process may leave
+    ``.tmp-*.part`` files, which no reader takes for an entry).
+    """
+    handles, entry = [], None
     try:
-        with handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, entry)
+        for entry, array in zip(entries, arrays):
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            handles.append(tempfile.NamedTemporaryFile(dir=entry.parent, prefix=".tmp-", suffix=".part",
+                                                       delete=False))
+            np.save(handles[-1], array, allow_pickle=False)
+            handles[-1].flush()
+        entry = None
+        syncs = (files.map if files is not None and len(handles) > 1 else map)(_fsync, handles)
+        for _ in syncs:
+            pass
+        for handle, entry in zip(handles, entries):
+            handle.close()
+            os.replace(handle.name, entry)
     except BaseException as error:
-        Path(handle.name).unlink(missing_ok=True)
+        for handle in handles:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)  # those already renamed are whole entries
         if isinstance(error, OSError) and not error.filename:  # a failed write names no file: say which
-            raise OSError(error.errno, error.strerror, str(entry)) from error
+            raise OSError(error.errno, error.strerror, str(entry or entries[0])) from error
         raise
+
+
+def _fsync(handle) -> None:
+    os.fsync(handle.fileno())
 
 
 def _write_params_note(cache_dir: Path, params: FeatureParams) -> None:
     note = cache_dir / "params.json"
     if not note.exists():
-        note.write_text(json.dumps({**asdict(params), "version": FEATURE_VERSION}, indent=2))
+        note.write_text(json.dumps({**asdict(params), "version": feature_version(params.representation)}, indent=2))
 
 
 def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureParams, *,

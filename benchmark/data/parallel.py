@@ -8,6 +8,12 @@ a chance to clean up (``kill -9``, an uncaught SIGTERM), each worker gets SIGTER
 kernel (Linux's parent-death signal; a watchdog thread on the parent's pid elsewhere). A worker
 terminated in the middle of an item unwinds it first, so the item's own cleanup (removing a
 half-written cache file) runs, then exits.
+
+:func:`map_chunks_in_threads` is the in-process counterpart, for work that releases the GIL
+(numpy's FFTs and BLAS, decoders, hashing, file writes): chunks of items in threads, no
+start-up cost, no pickling. Ctrl-C (or an error) sets a stop flag that the chunks check
+between steps, so the command stops within a step; threads cannot be killed, so what a
+chunk has begun writing finishes (atomically) or is undone by its own cleanup.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from typing import Any
 
 #: Seconds between a watchdog's looks at its parent, where there is no parent-death signal.
@@ -63,6 +69,88 @@ def map_in_processes(
                 # An error or Ctrl-C: drop the items not yet started, and stop those in flight
                 # rather than wait for them.
                 _terminate_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
+    return results
+
+
+class Stopped(Exception):
+    """Raised by :meth:`StopFlag.check` in a chunk once the map is being abandoned."""
+
+
+class StopFlag:
+    """Set by :func:`map_chunks_in_threads` on Ctrl-C or an error; chunks call :meth:`check` between steps."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Stopped
+
+
+#: Seconds the main thread waits for a chunk before it looks for a swallowed Ctrl-C again.
+_POLL_SECONDS = 0.2
+
+
+def map_chunks_in_threads(
+    function: Callable[..., list[Any]], items: Sequence[Any], *arguments: Any, chunk_size: int, workers: int = 0,
+    progress: bool = True, desc: str = "", unit: str = "file", first_chunk_size: int | None = None,
+) -> list[Any]:
+    """``[result for chunk in chunks(items) for result in function(chunk, *arguments, stop=flag)]``, in order.
+
+    Chunks of ``chunk_size`` items (the first of ``first_chunk_size``, so the bar moves at once)
+    run in ``workers`` threads (``0``: one per CPU core), at most ``workers + 1`` at a time
+    begun or queued, so memory stays bounded. ``function`` returns one result per item and
+    should call ``stop.check()`` between steps: on Ctrl-C or an error in any chunk, the flag is
+    set, chunks not yet begun are cancelled, the running ones are awaited (they stop at their
+    next check), and the exception propagates. The bar counts items.
+    """
+    from tqdm.auto import tqdm
+
+    from benchmark import interrupts
+
+    workers = max(1, workers or os.cpu_count() or 1)
+    first = max(1, min(first_chunk_size or chunk_size, chunk_size))
+    bounds: list[tuple[int, int]] = []
+    while (start := bounds[-1][1] if bounds else 0) < len(items):
+        bounds.append((start, min(start + (chunk_size if bounds else first), len(items))))
+    results: list[Any] = [None] * len(items)
+    stop = StopFlag()
+    with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
+        pool = ThreadPoolExecutor(workers, thread_name_prefix=desc or "chunk")
+        try:
+            queued = iter(bounds)
+            running: dict[Any, tuple[int, int]] = {}
+
+            def submit_next() -> None:
+                bound = next(queued, None)
+                if bound is not None:
+                    running[pool.submit(function, items[bound[0]:bound[1]], *arguments, stop=stop)] = bound
+
+            for _ in range(workers + 1):
+                submit_next()
+            while running:
+                done, _ = wait(running, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+                interrupts.check()  # a Ctrl-C the handler raised where it got lost
+                for future in done:
+                    start, stop_index = running.pop(future)
+                    chunk_results = future.result()
+                    if len(chunk_results) != stop_index - start:
+                        raise RuntimeError(f"{function.__name__} returned {len(chunk_results)} results "
+                                           f"for {stop_index - start} items")
+                    results[start:stop_index] = chunk_results
+                    bar.update(stop_index - start)
+                    submit_next()
+        except BaseException:
+            stop.set()
+            raise
+        finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return results
 
