@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -30,7 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import ExperimentConfig, flatten, validate_experiment
+from benchmark.backend import current_backend
+from benchmark.config import (
+    EPOCH_TRAINING_OPTIONS,
+    ExperimentConfig,
+    TrainConfig,
+    flatten,
+    validate_experiment,
+)
 from benchmark.errors import BenchmarkError
 from benchmark.unit import Unit, model_setup
 
@@ -40,9 +46,6 @@ SUPERSEDED_TAG = "superseded_by"
 UNIT_RECORD = "unit.json"
 
 
-def keras_backend() -> str:
-    """The Keras backend a run trains on (results differ between backends)."""
-    return os.environ.get("KERAS_BACKEND") or "tensorflow"
 
 
 def unit_settings(config: ExperimentConfig, model: str) -> dict[str, Any]:
@@ -52,10 +55,13 @@ def unit_settings(config: ExperimentConfig, model: str) -> dict[str, Any]:
     unit) and ``[tuning]``, none of which change this unit's fit.
     """
     setup = model_setup(config, model)
-    training = {key: value for key, value in setup.training.model_dump(mode="json").items()
-                if key in setup.training_keys}
+    # Options at their default are left out, so batches recorded before an option existed keep
+    # their keys (and can be resumed).
+    defaults = TrainConfig().model_dump(mode="json")
+    training = {key: value for key, value in setup.training_settings.items()
+                if key not in EPOCH_TRAINING_OPTIONS or value != defaults[key]}
     nested = {
-        "backend": keras_backend(),
+        "backend": current_backend(),
         "data": config.data.model_dump(mode="json"),
         "features": config.features_for(model).model_dump(mode="json"),
         "split": config.split.model_dump(mode="json"),

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from benchmark.backend import BACKENDS
 from benchmark.errors import BenchmarkError
 
 PAPER_MODELS = ("fcnn", "cnn1d", "cnn2d", "crnn")
@@ -66,6 +67,8 @@ VOTES = ("majority", "mean")
 EXTENDS_KEY = "extends"
 #: Keys of a ``[model.<name>]`` table that configure training; every other key is a hyperparameter.
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
+#: ``[train]`` settings of every model that trains in epochs (set for all of them, not per model).
+EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision")
 #: The bundled experiment files. They live inside the package so that a non-editable install
 #: has them too; the repository's top-level ``experiments/`` is a link to this folder.
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -198,12 +201,44 @@ class EvaluateConfig(_Section):
     vote: Literal[VOTES] = "mean"
 
 
+class EarlyStopping(_Section):
+    """``[train.early_stopping]``: stop a network once ``monitor`` has not improved by more than
+    ``min_delta`` for ``patience`` epochs, and keep the weights of its best epoch.
+
+    ``patience = 0`` (the default, and the study's protocol) trains every epoch and scores the last.
+    """
+
+    patience: NonNegativeInt = 0
+    #: ``val_loss`` (minimised) or ``val_accuracy`` (maximised), both on the validation split.
+    monitor: Literal["val_loss", "val_accuracy"] = "val_loss"
+    min_delta: Annotated[float, Field(ge=0.0)] = 0.0
+    #: Epochs trained before stopping is considered: networks such as the CRNN sit at chance
+    #: for several epochs before they start to learn.
+    start_from_epoch: NonNegativeInt = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.patience > 0
+
+    def describe(self) -> str:
+        """``off``, or ``patience 5 on val_loss`` (``, min_delta 0.01``)."""
+        if not self.enabled:
+            return "off"
+        return (f"patience {self.patience} on {self.monitor}"
+                + (f" from epoch {self.start_from_epoch}" if self.start_from_epoch else "")
+                + (f", min_delta {self.min_delta:g}" if self.min_delta else ""))
+
+
 class TrainConfig(_Section):
     """Training settings shared by every model unless its ``[model.<name>]`` table overrides them."""
 
     epochs: PositiveInt = 100
     batch_size: PositiveInt = 32
     learning_rate: PositiveFloat = 1e-3
+    early_stopping: EarlyStopping = EarlyStopping()
+    #: Train in float16 with float32 master weights (``mixed_float16``): for GPUs with tensor
+    #: cores; on a CPU it is slower. Off by default; results differ from float32 training.
+    mixed_precision: bool = False
 
 
 class RunConfig(_Section):
@@ -212,6 +247,9 @@ class RunConfig(_Section):
     models: _tuple_of(str) = PAPER_MODELS
     #: One run per seed (and per fold under ``kfold``); figures are reported over all of them.
     seeds: _tuple_of(int) = (0,)
+    #: The Keras backend (``tensorflow``, ``jax``, ``torch``; ``--backend`` sets it). Unset: the
+    #: ``KERAS_BACKEND`` environment variable, else TensorFlow (:mod:`benchmark.backend`).
+    backend: Literal[BACKENDS] | None = None
 
     @model_validator(mode="after")
     def _check_lists(self):

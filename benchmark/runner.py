@@ -33,6 +33,7 @@ from benchmark.batch import (
 from benchmark.config import ExperimentConfig
 from benchmark.data.prepare import PreparedData, prepare_models
 from benchmark.errors import BenchmarkError
+from benchmark.profiling import stage
 from benchmark.redaction import redact
 from benchmark.unit import (
     ModelSetup,
@@ -73,7 +74,8 @@ class RunSummary:
             model=tags["model"], seed=int(tags["seed"]), fold=int(tags["fold"]) if "fold" in tags else None,
             test_accuracy=metrics["test_accuracy"], macro_f1=metrics["test_macro_f1"],
             parameters=int(metrics["parameters"]), train_seconds=metrics["train_seconds"],
-            run_id=run.info.run_id, model_uri=tags.get("model_uri", ""),
+            # Runs logged before the network was stored once have a native model (model_uri) too.
+            run_id=run.info.run_id, model_uri=tags.get("audio_model_uri", tags.get("model_uri", "")),
         )
 
 
@@ -137,17 +139,20 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
         with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id, \
                 Lease(run_id, tracking_uri):
             try:
-                _supersede(supersedes, run_id)
-                tracking.log_params(run_params(config, prepared, data, setup))
-                tracking.log_data_inputs(prepared.source.name, prepared.source.uri, prepared.features.fingerprint)
-                tracking.log_dict(unit_record(config, models or [unit.model], settings), "unit.json")
+                with stage("logging", unit.model):
+                    _supersede(supersedes, run_id)
+                    tracking.log_params(run_params(config, prepared, data, setup))
+                    tracking.log_data_inputs(prepared.source.name, prepared.source.uri,
+                                             prepared.features.fingerprint)
+                    tracking.log_dict(unit_record(config, models or [unit.model], settings), "unit.json")
                 fitting = f"training {setup.training.epochs} epochs" if "epochs" in setup.training_keys \
                     else "fitting"
                 log.info("%s: %s on %d inputs of %d clips (run %s)", run_label(unit, data), fitting,
                          len(data.subset("train").y), len(data.split.train), run_id)
                 result = fit_and_score(config, prepared, unit, setup=setup, callbacks=[tracking.epoch_logger(), *callbacks])
                 interrupts.check()
-                uris = tracking.log_run(result, config)
+                with stage("logging", unit.model):
+                    uris = tracking.log_run(result, config)
             except Exception as error:
                 tracking.record_failure(error)
                 raise
@@ -159,7 +164,7 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
     return RunSummary(
         model=unit.model, seed=unit.seed, fold=data.fold, test_accuracy=metrics["accuracy"],
         macro_f1=metrics["macro_f1"], parameters=result.estimator.count_params(),
-        train_seconds=result.fit.seconds, run_id=run_id, model_uri=uris["model_uri"],
+        train_seconds=result.fit.seconds, run_id=run_id, model_uri=uris["audio_model_uri"],
     )
 
 
@@ -209,11 +214,13 @@ def run_experiment(
     keep_going: bool = False,
     resume: StoredBatch | None = None,
     ray: RayOptions | None = None,
+    fresh_processes: bool = False,
 ) -> BatchResult:
     """Run every (model, seed, fold) unit of an experiment as one batch (or what is left of one).
 
     ``resume`` is a stored batch (:func:`open_batch`) to complete; ``ray`` runs the units as
-    Ray tasks instead of one after another here. Folds are the outer loop, so each fold's inputs
+    Ray tasks instead of one after another here. ``fresh_processes`` runs each unit here in a
+    process of its own (:mod:`benchmark.isolation`), so memory does not grow with the units. Folds are the outer loop, so each fold's inputs
     are gathered (and normalised) once.
     """
     from mlflow import MlflowClient
@@ -252,7 +259,7 @@ def run_experiment(
                             {} if plan is None else plan.todo)
     try:
         if ray is None:
-            runs, failures = _run_here(context, todo, keep_going)
+            runs, failures = _run_here(context, todo, keep_going, fresh_processes)
         else:
             from benchmark.distributed import run_on_ray
 
@@ -321,13 +328,15 @@ class BatchContext:
             return False, failure_of(unit, failed)
 
 
-def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool):
-    """Run ``units`` one after another in this process: (summaries, failures)."""
+def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False):
+    """Run ``units`` one after another, in this process or each in a fresh one: (summaries, failures)."""
+    from benchmark.isolation import run_in_fresh_process
+
     runs, failures = [], []
     for unit in units:
         interrupts.check()
         try:
-            runs.append(context.run(unit))
+            runs.append(run_in_fresh_process(context, unit) if fresh_processes else context.run(unit))
         except UnitFailed as failed:
             if not keep_going:
                 raise

@@ -26,7 +26,6 @@ from urllib.parse import urlparse
 
 from benchmark.errors import BenchmarkError, causes, refused_by_storage
 from benchmark.paths import ensure_writable_folder, mlruns_dir, slug
-from benchmark.provenance import pinned_requirements
 from benchmark.redaction import has_credentials, install_log_redaction, redact
 
 if TYPE_CHECKING:
@@ -413,10 +412,11 @@ def epoch_logger():
 
 
 def log_run(result: RunResult, config: ExperimentConfig) -> dict[str, str]:
-    """Log a fitted and scored run into the active run: metrics, artifacts and both models.
+    """Log a fitted and scored run into the active run: metrics, artifacts and its model.
 
-    Returns the URIs of the logged models, which are also the run's ``model_uri`` and
-    ``audio_model_uri`` tags.
+    The model is the audio-in model (:func:`log_audio_model`), which holds the fitted estimator
+    in its own file format: the network is written once per run, not once more in an MLflow
+    flavour of its own. Returns ``{"audio_model_uri": ...}``, also the run's tag.
     """
     from benchmark.artifacts import write_run_artifacts
 
@@ -424,38 +424,7 @@ def log_run(result: RunResult, config: ExperimentConfig) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="benchmark-run-") as folder:
         write_run_artifacts(Path(folder), result, config)
         log_artifacts(Path(folder))
-    example = result.example_inputs()
-    return {
-        "model_uri": log_native_model(result.estimator, example, result.estimator.predict_proba(example)),
-        "audio_model_uri": log_audio_model(result.estimator, result.preprocessing, result.prepared.class_names),
-    }
-
-
-def log_native_model(estimator, example_input, example_output) -> str:
-    """Log the fitted model with its own MLflow flavour and an explicit signature; returns its URI.
-
-    The flavour is the estimator's (``mlflow.keras`` for a network). The signature comes from
-    :func:`mlflow.models.infer_signature` rather than an input example: MLflow 3.17 fails
-    writing ``input_example.json`` for 3-D arrays. Requirements are given, not inferred, because
-    inference reloads the model in a subprocess (slow, and fragile offline).
-    """
-    import importlib
-
-    from mlflow.models import infer_signature
-
-    flavor = importlib.import_module(f"mlflow.{estimator.flavor}")
-    # Optional members of the estimator protocol: what the native model itself takes (a
-    # pipeline: flattened rows), and flavour-specific options of its log_model.
-    native_input = getattr(estimator, "native_input", lambda x: x)(example_input)
-    options = getattr(estimator, "native_log_options", dict)()
-    signature = infer_signature(native_input, example_output.astype("float32"))
-    info = flavor.log_model(
-        estimator.native, name="model", signature=signature,
-        pip_requirements=pinned_requirements(*estimator.requirements, "numpy"), **options,
-    )
-    # The run points at its model, so reports and `predict` can find it from the run alone.
-    set_tags({"model_uri": info.model_uri})
-    return info.model_uri
+    return {"audio_model_uri": log_audio_model(result.estimator, result.preprocessing, result.prepared.class_names)}
 
 
 def log_audio_model(estimator, preprocessing: dict, class_names) -> str:

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from benchmark.config import ExperimentConfig, TrainConfig
+from benchmark.config import EPOCH_TRAINING_OPTIONS, ExperimentConfig, TrainConfig
 from benchmark.data.split import SPLIT_NAMES
 from benchmark.errors import BenchmarkError
+from benchmark.profiling import stage
 
 if TYPE_CHECKING:
     from benchmark.data.prepare import PreparedData, SplitData
@@ -48,9 +49,19 @@ class ModelSetup:
     #: Which training settings the model uses (a classical learner: none).
     training_keys: tuple[str, ...] = ("epochs", "batch_size", "learning_rate")
 
+    @property
+    def training_settings(self) -> dict[str, Any]:
+        """The training settings the model uses, as plain values: its :attr:`training_keys`, and
+        for a model that trains in epochs the ``[train]`` options of every such model."""
+        keys = [*self.training_keys, *(EPOCH_TRAINING_OPTIONS if "epochs" in self.training_keys else ())]
+        values = self.training.model_dump(mode="json")
+        return {key: values[key] for key in keys}
+
     def describe(self) -> str:
         """One line of every value, as a batch prints it before it starts."""
-        training = {key: value for key, value in self.training.model_dump().items() if key in self.training_keys}
+        training = self.training_settings
+        if "early_stopping" in training:
+            training["early_stopping"] = self.training.early_stopping.describe()
         values = {"architecture": self.architecture, "input": self.representation, **training,
                   **self.hyperparameters}
         return ", ".join(f"{key}={_plain(value)}" for key, value in values.items() if value != "")
@@ -89,7 +100,17 @@ class RunResult:
             "train_seconds": self.fit.seconds,
             "epochs_run": self.fit.epochs_run,
             "final_val_accuracy": self.fit.history.get("val_accuracy", [float("nan")])[-1],
-        }
+        } | self._early_stopping_metrics()
+
+    def _early_stopping_metrics(self) -> dict[str, float]:
+        """Where early stopping ran: the best epoch (whose weights were scored), its validation
+        accuracy, and the epoch training stopped at (``epochs_run`` when it ran them all)."""
+        if self.fit.best_epoch is None:
+            return {}
+        accuracy = self.fit.history.get("val_accuracy", [])
+        best = {"best_val_accuracy": accuracy[self.fit.best_epoch - 1]} if len(accuracy) >= self.fit.best_epoch else {}
+        return {"best_epoch": self.fit.best_epoch, "stopped_epoch": self.fit.stopped_epoch or self.fit.epochs_run,
+                **best}
 
     @property
     def preprocessing(self) -> dict:
@@ -102,12 +123,6 @@ class RunResult:
             normalisation=standardizer.to_dict() if standardizer else None,
             handcrafted_input=self.prepared.handcrafted is not None,
         )
-
-    def example_inputs(self, count: int = 2):
-        """A few test inputs, float32: the logged model's signature example."""
-        from benchmark.data.inputs import as_float32, take
-
-        return as_float32(take(self.data.subset("test").x, slice(0, count)))
 
 
 def fit_and_score(
@@ -137,15 +152,17 @@ def fit_and_score(
     label = label or run_label(unit, data)
     estimator = create_estimator(setup.architecture or unit.model, shape_of(train.x), len(prepared.class_names),
                                  **setup.hyperparameters)
-    fit = estimator.fit(train.x, train.y, valid.x, valid.y, training=setup.training, seed=unit.seed,
-                        callbacks=callbacks, label=label)
+    with stage("fit", unit.model):
+        fit = estimator.fit(train.x, train.y, valid.x, valid.y, training=setup.training, seed=unit.seed,
+                            callbacks=callbacks, label=label)
     if not fit.finite:
         raise BenchmarkError(f"{label}: the loss became non-finite; lower the learning rate")
     evaluation = None
     if score_test:
-        evaluation = evaluate_model(estimator, test.x, test.y, prepared.class_names,
-                                    clips=test.track_indices, vote=prepared.vote,
-                                    batch_size=setup.training.batch_size)
+        with stage("evaluate", unit.model):
+            evaluation = evaluate_model(estimator, test.x, test.y, prepared.class_names,
+                                        clips=test.track_indices, vote=prepared.vote,
+                                        batch_size=setup.training.batch_size)
     return RunResult(unit, setup, estimator, fit, evaluation, prepared, data)
 
 

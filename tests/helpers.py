@@ -333,3 +333,10 @@ def stop_server(process: subprocess.Popen) -> None:
     from benchmark.cli.results import stop_process_group
 
     stop_process_group(process, grace_seconds=30)
+
+
+def logged_network(audio_model_uri: str):
+    """The Keras network a run logged, from inside its audio model (the one copy a run stores)."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(audio_model_uri).unwrap_python_model().estimator.native

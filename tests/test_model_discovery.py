@@ -34,7 +34,6 @@ MODULE_SOURCE = textwrap.dedent('''
 
     class CentroidEstimator:
         kind = "classical"
-        flavor = "sklearn"
         requirements = ("scikit-learn", "joblib")
         suffix = ".planted-joblib"
         training_keys = ()

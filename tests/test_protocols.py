@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.config import load_experiment
 from benchmark.data.gtzan import GTZAN_GENRES
-from tests.helpers import SHARED_DATA
+from tests.helpers import SHARED_DATA, logged_network
 
 ARTIST_FILTERED = SHARED_DATA / "gtzan-splits" / "artist-filtered"
 #: Three folds of the smoke data (8 clips a genre), 0.5 s segments, train-only standardisation.
@@ -122,7 +122,6 @@ def test_kfold_report_aggregates_over_folds_and_seeds(kfold_batch):
 
 @pytest.mark.slow
 def test_segment_runs_log_clip_and_segment_metrics_and_vote_per_clip(kfold_batch, kfold_prepared):
-    import mlflow.keras
     from sklearn.metrics import f1_score
 
     _, outcome, _ = kfold_batch
@@ -139,7 +138,7 @@ def test_segment_runs_log_clip_and_segment_metrics_and_vote_per_clip(kfold_batch
 
     # Every accuracy recomputed here, from the run's logged network on its fold's test segments.
     test = kfold_prepared.split(int(run["tags.fold"])).subset("test")
-    network = mlflow.keras.load_model(run["tags.model_uri"])
+    network = logged_network(run["tags.audio_model_uri"])
     classes = list(range(len(kfold_prepared.class_names)))
     segments = pd.DataFrame(network.predict(test.x.astype(np.float32), verbose=0), columns=classes)
     segments["clip"], segments["truth"] = test.track_indices, test.y

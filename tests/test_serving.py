@@ -20,6 +20,7 @@ from tests.helpers import (
     EXCERPTS,
     PLANTED_EXPERIMENT,
     batch_runs,
+    logged_network,
     plant_champion,
     plant_run,
     run_cli,
@@ -333,13 +334,11 @@ def class_names_of(client, run) -> list[str]:
 
 def keras_probabilities(run, paths) -> np.ndarray:
     """The run's logged Keras network on the training preprocessing of ``paths``."""
-    import mlflow.keras
-
     from benchmark.data.features import compute_features
     from benchmark.data.tracks import load_audio
 
     params = smoke_params()
-    network = mlflow.keras.load_model(run.data.tags["model_uri"])
+    network = logged_network(run.data.tags["audio_model_uri"])
     features = np.stack([compute_features(load_audio(path, params.sample_rate), params) for path in paths])
     return network.predict(features, verbose=0)
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from benchmark import interrupts
-from benchmark.cli import data, results, training, weights
+from benchmark.cli import data, profile, results, training, weights
 from benchmark.errors import BenchmarkError, refused_by_storage
 from benchmark.redaction import install_log_redaction, redact
 
@@ -89,4 +89,5 @@ def build_parser() -> argparse.ArgumentParser:
     results.add_promote(verbs)
     results.add_predict(verbs)
     results.add_latency(verbs)
+    profile.add_profile(verbs)
     return parser

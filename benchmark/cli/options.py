@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
+from benchmark.backend import BACKENDS
+
 DEFAULT_EXPERIMENT = "default"
 
 
-def add_experiment_options(parser, *, experiment_default: str | None = DEFAULT_EXPERIMENT) -> None:
+def add_experiment_options(parser, *, experiment_default: str | None = DEFAULT_EXPERIMENT,
+                           tracking_help: str | None = None) -> None:
     """The options that choose and adjust an experiment, shared by `run` and `tune`.
 
     ``experiment_default=None`` lets a verb tell an experiment given from none (``run --resume``
@@ -16,7 +21,20 @@ def add_experiment_options(parser, *, experiment_default: str | None = DEFAULT_E
     parser.add_argument("--data-dir", metavar="DIR", help="folder-per-genre audio tree (e.g. GTZAN's genres/)")
     parser.add_argument("--seeds", nargs="+", type=int, metavar="N", help="seeds (overrides run.seeds)")
     add_split_and_override_options(parser)
-    add_tracking_option(parser)
+    add_backend_option(parser)
+    add_tracking_option(parser, tracking_help)
+
+
+def add_backend_option(parser) -> None:
+    """``--backend``: the Keras backend, as ``--set run.backend=NAME`` (after the other ``--set``)."""
+    parser.add_argument("--backend", choices=BACKENDS, dest="overrides", action=_SetBackend,
+                        help="Keras backend to train on (overrides run.backend; default: KERAS_BACKEND, "
+                        "else tensorflow)")
+
+
+class _SetBackend(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        namespace.overrides = [*(getattr(namespace, self.dest, None) or []), f"run.backend={value}"]
 
 
 def add_split_and_override_options(parser) -> None:
@@ -27,9 +45,9 @@ def add_split_and_override_options(parser) -> None:
                         help="override one config value, e.g. --set train.epochs=5 (repeatable)")
 
 
-def add_tracking_option(parser) -> None:
+def add_tracking_option(parser, help: str | None = None) -> None:
     parser.add_argument("--tracking-uri", metavar="URI",
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in ./mlruns)")
+                        help=help or "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite in ./mlruns)")
 
 
 def add_batch_options(parser) -> None:

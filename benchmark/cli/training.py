@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from benchmark.backend import select_backend
 from benchmark.cli.options import (
     DEFAULT_EXPERIMENT,
     add_executor_options,
@@ -29,6 +30,9 @@ def add_run(verbs) -> None:
     run.add_argument("--keep-going", action="store_true",
                      help="record a failed unit (FAILED, with its reason) and go on; exit status 1 at the end")
     add_executor_options(run, "unit")
+    run.add_argument("--in-process", action="store_true",
+                     help="run every unit in this process rather than each in a fresh one (debugging; memory then "
+                     "grows with each network TensorFlow trains)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(handler=_run)
 
@@ -58,6 +62,7 @@ def _run(args) -> int:
                                  split_dir=args.split_dir, seeds=args.seeds)
     else:
         config = stored.config
+    select_backend(config.run.backend)  # before anything imports Keras
     models = list(config.run.models) if args.all else args.model or (stored.models if stored else [])
     from benchmark.models import get_model_spec
 
@@ -67,7 +72,8 @@ def _run(args) -> int:
     from benchmark.summary import print_summary
 
     outcome = run_experiment(config, models, tracking_uri=args.tracking_uri, progress=not args.no_progress,
-                             keep_going=args.keep_going, resume=stored, ray=ray_options(args))
+                             keep_going=args.keep_going, resume=stored, ray=ray_options(args),
+                             fresh_processes=not args.in_process)
     print_summary(outcome, experiment_name=config.name)
     return 1 if outcome.failures else 0
 
@@ -102,6 +108,7 @@ def _tune(args) -> int:
     overrides = [*args.overrides, *([f"tuning.metric={args.metric}"] if args.metric else [])]
     config = load_experiment(args.experiment, overrides, data_dir=args.data_dir,
                              split_dir=args.split_dir, seeds=args.seeds)
+    select_backend(config.run.backend)  # before anything imports Keras
     from benchmark.tune import tune_model
 
     outcome = tune_model(

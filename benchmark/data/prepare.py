@@ -24,6 +24,7 @@ from benchmark.data.split import SPLIT_NAMES, Split, SplitPlan, plan_splits
 from benchmark.data.tracks import discover_tracks
 from benchmark.errors import BenchmarkError
 from benchmark.paths import cache_root, writable_cache_root
+from benchmark.profiling import stage
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class PreparedData:
         split = self.plan.splits[index]
         if self._split is None or self._split.split is not split:
             self._split = None  # free the previous fold's arrays before gathering the next
-            self._split = self._gather(split)
+            with stage("inputs", self.params.representation):
+                self._split = self._gather(split)
         return self._split
 
     def _gather(self, split: Split) -> SplitData:
@@ -216,8 +218,9 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, features: F
 
     features_config = features or config.features
     writable_cache_root()  # a read-only cache fails here, in a second, not after generating or extracting
-    root = resolve_data_root(config, progress=progress)
-    tracks = discover_tracks(root)
+    with stage("data"):
+        root = resolve_data_root(config, progress=progress)
+        tracks = discover_tracks(root)
     params = FeatureParams.from_features(features_config, config.data.sample_rate)
     segmenting = segmenting_of(features_config, config.data.sample_rate)
     if share is None:
@@ -243,14 +246,15 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, features: F
     for item in extracted.skipped:
         log.warning("skipped %s: %s", item.relative_path, item.reason)
     features = extracted
-    encoder = LabelEncoder().fit(features.labels)
-    ids = [track.track_id for track in features.tracks]
-    plan = plan_splits(ids, features.labels, config.split)
-    for split in plan.splits:
-        log.info("split %s%s: %d train, %d validation, %d test tracks", config.split.protocol,
-                 "" if split.fold is None else f" fold {split.fold}",
-                 len(split.train), len(split.valid), len(split.test))
-    manifest, crossing = _verified_duplicates(root, features, plan)
+    with stage("data"):
+        encoder = LabelEncoder().fit(features.labels)
+        ids = [track.track_id for track in features.tracks]
+        plan = plan_splits(ids, features.labels, config.split)
+        for split in plan.splits:
+            log.info("split %s%s: %d train, %d validation, %d test tracks", config.split.protocol,
+                     "" if split.fold is None else f" fold {split.fold}",
+                     len(split.train), len(split.valid), len(split.test))
+        manifest, crossing = _verified_duplicates(root, features, plan)
     return PreparedData(
         features=features,
         params=params,
@@ -270,8 +274,10 @@ def prepare_data(config: ExperimentConfig, *, progress: bool = True, features: F
 
 def _extract(tracks, params: FeatureParams, segmenting: Segmenting | None, features: FeaturesConfig,
              progress: bool, min_seconds: float) -> FeatureSet:
-    extracted = extract_features(tracks, params, cache_root(), segmenting=segmenting, normalize=features.normalize,
-                                 workers=features.workers, progress=progress, min_seconds=min_seconds)
+    with stage("extraction", params.representation, items=len(tracks)):
+        extracted = extract_features(tracks, params, cache_root(), segmenting=segmenting,
+                                     normalize=features.normalize, workers=features.workers, progress=progress,
+                                     min_seconds=min_seconds)
     log.info("features %s %s: %d from cache, %d computed, %d skipped; %d model inputs%s",
              params.representation, params.shape, extracted.from_cache,
              len(extracted.tracks) - extracted.from_cache, len(extracted.skipped), len(extracted.inputs),

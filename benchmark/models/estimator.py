@@ -5,7 +5,8 @@ hyperparameters), fitted on training inputs while validation inputs are watched,
 class probabilities, and saved to one file that loads back without the training code's state.
 Keras networks are one kind (:class:`benchmark.models.network.KerasNetwork`); a scikit-learn
 pipeline is another. Nothing outside an adapter branches on the kind: the ``kind`` attribute is
-a label for listings and reports, and ``flavor`` names the MLflow flavour that logs ``native``.
+a label for listings and reports. Runs log the saved file inside their audio model
+(:mod:`benchmark.audio_model`), whatever the kind.
 
 Only the standard library and NumPy are imported here: the registry, and the model tests that
 run with nothing but Keras and a backend installed, read this module.
@@ -30,6 +31,11 @@ class FitReport:
     epochs_run: int
     #: False where the loss became NaN or infinite and fitting was stopped.
     finite: bool
+    #: With early stopping: the epoch (1-based) whose weights were kept, by the monitored value.
+    best_epoch: int | None = None
+    #: With early stopping: the epoch (1-based) after which training stopped, or None if it ran
+    #: every epoch.
+    stopped_epoch: int | None = None
 
 
 class RegisteredEstimator:
@@ -52,8 +58,6 @@ class Estimator(Protocol):
 
     #: A label for listings and reports: ``network``, ``classical``, ...
     kind: ClassVar[str]
-    #: The MLflow flavour that logs :attr:`native` (``keras``, ``sklearn``, ...).
-    flavor: ClassVar[str]
     #: Pip packages the saved model needs besides NumPy and the Keras backend.
     requirements: ClassVar[tuple[str, ...]]
     #: Suffix of the file :meth:`save` writes; :func:`benchmark.models.load_estimator` dispatches on it.
@@ -90,6 +94,3 @@ class Estimator(Protocol):
     def save(self, folder: Path) -> Path:
         """Write the fitted model into ``folder`` as one file named ``model<suffix>``; returns it."""
 
-    # Optional members, with the defaults tracking assumes where they are absent:
-    #   native_input(x) -> what ``native`` itself takes for inputs ``x`` (default: ``x``);
-    #   native_log_options() -> extra keyword arguments of the flavour's ``log_model`` (``{}``).

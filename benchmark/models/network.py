@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,7 +40,6 @@ class KerasNetwork(RegisteredEstimator):
     """
 
     kind: ClassVar[str] = "network"
-    flavor: ClassVar[str] = "keras"
     requirements: ClassVar[tuple[str, ...]] = ("keras",)
     suffix: ClassVar[str] = ".keras"
     #: The ``[train]``/``[model.<name>]`` settings a network uses.
@@ -73,7 +73,8 @@ class KerasNetwork(RegisteredEstimator):
         keras.utils.clear_session(free_memory=True)
         seed_everything(seed)
         self._model = None
-        model = self.build()
+        with dtype_policy("mixed_float16" if training.mixed_precision else "float32"):
+            model = self.build()
         self.adapt(model, x_train)
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
@@ -81,6 +82,7 @@ class KerasNetwork(RegisteredEstimator):
             metrics=["accuracy"],
         )
         progress = EpochProgress(label or model.name, training.epochs)
+        stopping = early_stopping(training.early_stopping)
         started = time.perf_counter()
         history = model.fit(
             x_train,
@@ -90,16 +92,23 @@ class KerasNetwork(RegisteredEstimator):
             batch_size=training.batch_size,
             shuffle=True,
             verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks],
+            callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks, *([stopping] if stopping else [])],
         )
         seconds = time.perf_counter() - started
         losses = history.history.get("loss", [])
-        return FitReport(
+        report = FitReport(
             history={key: [float(value) for value in values] for key, values in history.history.items()},
             seconds=seconds,
             epochs_run=len(losses),
             finite=all(math.isfinite(value) for value in losses),
         )
+        if stopping is not None and stopping.best_weights is not None:  # None: no epoch was monitored
+            report.best_epoch = stopping.best_epoch + 1
+            report.stopped_epoch = stopping.stopped_epoch + 1 if stopping.stopped_epoch else None
+            log.info("%s: %s; weights of epoch %d kept (best %s)", label or model.name,
+                     f"stopped after epoch {report.stopped_epoch}" if report.stopped_epoch
+                     else f"ran all {training.epochs} epochs", report.best_epoch, stopping.monitor)
+        return report
 
     def predict_proba(self, x, *, batch_size: int = 32) -> np.ndarray:
         model = self.build()
@@ -121,6 +130,29 @@ class KerasNetwork(RegisteredEstimator):
         """A saved network, ready to predict (``compile=False``: no optimizer state is needed)."""
         model = keras.saving.load_model(path, compile=False)
         return cls(_already_built, None, int(model.output_shape[-1]), {}, model=model)
+
+
+def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
+    """The callback for ``[train.early_stopping]`` (None where it is off): it stops once the
+    monitored value has not improved for ``patience`` epochs and restores the best epoch's
+    weights, whether or not it stopped early, so the network scored is the best one seen."""
+    if not settings.enabled:
+        return None
+    return keras.callbacks.EarlyStopping(monitor=settings.monitor, patience=settings.patience,
+                                         min_delta=settings.min_delta, start_from_epoch=settings.start_from_epoch,
+                                         restore_best_weights=True)
+
+
+@contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Build layers under Keras's dtype policy ``name`` (``mixed_float16``), then restore the
+    previous one: the policy is global, and must not leak into the next run's network."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _already_built(*_args, **_kwargs):

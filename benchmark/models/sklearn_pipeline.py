@@ -30,7 +30,6 @@ class SklearnPipeline(RegisteredEstimator):
     """A registered scikit-learn pipeline builder as an :class:`~benchmark.models.estimator.Estimator`."""
 
     kind: ClassVar[str] = "classical"
-    flavor: ClassVar[str] = "sklearn"
     requirements: ClassVar[tuple[str, ...]] = ("scikit-learn",)
     suffix: ClassVar[str] = ".joblib"
     #: No epochs, batches or learning rate: a classical learner given one is a config error.
@@ -98,18 +97,6 @@ class SklearnPipeline(RegisteredEstimator):
             return int(np.asarray(final._fit_X).size)
         return int(sum(np.asarray(getattr(final, name)).size for name in _PARAMETER_ATTRIBUTES
                        if hasattr(final, name)))
-
-    def native_input(self, x) -> np.ndarray:
-        """What the pipeline itself takes: one row per input."""
-        return self.rows(x)
-
-    def native_log_options(self) -> dict[str, Any]:
-        """MLflow writes scikit-learn models with skops, which refuses types it cannot vouch for
-        (a forest's trees) unless named. This pipeline was fitted in this process: its types are
-        trusted by construction."""
-        import skops.io
-
-        return {"skops_trusted_types": skops.io.get_untrusted_types(data=skops.io.dumps(self.native))}
 
     def save(self, folder: Path) -> Path:
         import joblib

@@ -1,0 +1,214 @@
+"""Each unit of a batch in a fresh process, so that memory stays flat however many units run.
+
+Why: TensorFlow keeps every graph it has traced for every network a process trains. Its C++
+runtime holds them, and neither ``keras.utils.clear_session`` nor the garbage collector
+releases them: about 130 MB per ``cnn2d`` run at the default input, so the 60 units of the
+k-fold experiment grew one process to 4.7 GB. A process of its own per unit hands all of it
+back when the unit ends.
+
+Fresh processes are forked from a server process that has imported TensorFlow, Keras, MLflow
+and the harness once (multiprocessing's ``forkserver``, preloaded), so a unit's process starts
+in well under a second rather than the 5-7 s those imports take. The server forks before it
+has run any TensorFlow operation, so no thread pool is copied half-way.
+
+What each unit's process does is :meth:`benchmark.runner.BatchContext.run` (its MLflow run,
+lease, logging and failure record are the same as in one process). Signals stay the batch's:
+Ctrl-C and SIGTERM reach the batch's process, which asks the unit's process to stop (SIGTERM:
+it marks its run KILLED and exits), and a unit's process dies with the batch's process, even
+after ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import select
+import signal
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from benchmark.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from benchmark.runner import BatchContext, RunSummary
+    from benchmark.unit import Unit
+
+log = logging.getLogger(__name__)
+
+#: Imported once by the server every unit's process is forked from.
+PRELOADED = ("benchmark.runner", "benchmark.tracking", "benchmark.models", "benchmark.evaluate",
+             "benchmark.audio_model", "benchmark.liveness", "benchmark.provenance", "keras", "mlflow")
+#: Seconds between looks at the batch's process, where it cannot be waited on (no pidfd).
+WATCH_SECONDS = 1.0
+#: Seconds a unit's process gets to mark its run KILLED after SIGTERM, before SIGKILL.
+STOP_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Interrupted:
+    """The unit's process was stopped by a signal (its run is marked KILLED)."""
+
+    signum: int
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """A unit's failure as its process reports it (the exception itself, where it pickles)."""
+
+    run_id: str | None
+    error: BaseException
+
+
+class UnitProcessError(Exception):
+    """A unit's exception that could not cross the process boundary: its type, text and traceback."""
+
+
+def run_in_fresh_process(context: BatchContext, unit: Unit) -> RunSummary:
+    """``context.run(unit)`` in a process of its own; its summary row, or its failure re-raised.
+
+    Raises :class:`benchmark.runner.UnitFailed` as ``context.run`` does, and the
+    :class:`KeyboardInterrupt` of a Ctrl-C or SIGTERM once the unit's process has stopped.
+    """
+    from benchmark.runner import UnitFailed
+
+    server = _server_context()
+    receiver, sender = server.Pipe(duplex=False)
+    process = server.Process(target=_unit_process, name=f"unit {unit.model} seed {unit.seed}",
+                             args=(sender, context, unit, os.getpid(), dict(os.environ), logging.getLogger().level))
+    process.start()
+    sender.close()  # ours: the pipe reads EOF once the unit's process has gone
+    try:
+        outcome = receiver.recv()
+    except EOFError:
+        outcome = None
+    except BaseException:  # Ctrl-C or SIGTERM: let the unit mark its run KILLED, then go
+        _stop(process)
+        raise
+    finally:
+        receiver.close()
+    process.join()
+    if outcome is None:
+        reason = _exit_reason(process.exitcode)
+        _reap_unit_runs(context)
+        raise UnitFailed(BenchmarkError(f"the unit's process died ({reason})"), None)
+    if isinstance(outcome, _Interrupted):  # someone signalled the unit's process itself
+        from benchmark.interrupts import Interrupted
+
+        raise Interrupted(outcome.signum)
+    if isinstance(outcome, _Failed):
+        raise UnitFailed(outcome.error, outcome.run_id)
+    return outcome
+
+
+def _server_context():
+    context = multiprocessing.get_context("forkserver")
+    # Only read when the server starts (once per batch process); the same list every time.
+    context.set_forkserver_preload(list(PRELOADED))
+    return context
+
+
+def _stop(process) -> None:
+    """SIGTERM, a grace period for the unit to record itself KILLED, then SIGKILL."""
+    if process.is_alive():
+        process.terminate()
+        process.join(STOP_GRACE_SECONDS)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def _exit_reason(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
+
+
+def _reap_unit_runs(context: BatchContext) -> None:
+    """A unit's process killed outright left its run RUNNING: mark the batch's dead runs KILLED now."""
+    from mlflow import MlflowClient
+
+    from benchmark import tracking
+    from benchmark.liveness import reap_dead_runs
+
+    reap_dead_runs(MlflowClient(), [context.experiment_id], tracking.batch_runs_filter(context.batch_id))
+
+
+# --- in the unit's process -----------------------------------------------------------------------
+
+def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, environment: dict[str, str],
+                  log_level: int) -> None:
+    """The unit's process: the batch's environment and logging, signals as the batch wants, one unit."""
+    import mlflow
+
+    from benchmark import interrupts
+    from benchmark.redaction import install_log_redaction
+    from benchmark.runner import UnitFailed
+
+    os.environ.clear()
+    os.environ.update(environment)  # the server started earlier: it may hold an older environment
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle: it sends SIGTERM
+    _die_with(batch_pid)
+    logging.basicConfig(level=log_level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    install_log_redaction()
+    mlflow.set_tracking_uri(context.tracking_uri)
+    with interrupts.handled():
+        try:
+            outcome = context.run(unit)
+        except UnitFailed as failed:
+            outcome = _Failed(failed.run_id, _portable(failed.error))
+        except KeyboardInterrupt as stopped:
+            outcome = _Interrupted(getattr(stopped, "signum", signal.SIGINT))
+    try:
+        sender.send(outcome)
+    except BrokenPipeError:  # the batch's process is gone; so is the one who would read this
+        pass
+    sender.close()
+
+
+def _die_with(batch_pid: int) -> None:
+    """End this process at once (SIGKILL) when the batch's process ends, however it ends.
+
+    As if the unit still ran inside the batch's process: after a ``kill -9`` of the batch its
+    run is left RUNNING, and the next ``run`` or ``--resume`` marks it KILLED ("is gone"). The
+    server this process was forked from is not its batch's process, so the kernel's
+    parent-death signal would not do.
+    """
+    def watch() -> None:
+        try:
+            handle = os.pidfd_open(batch_pid)  # readable once the process has ended (Linux >= 5.3)
+        except (AttributeError, OSError):
+            handle = None
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while _alive(batch_pid):
+                time.sleep(WATCH_SECONDS)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="batch watchdog", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _portable(error: BaseException) -> BaseException:
+    """``error`` if it survives pickling, else a :class:`UnitProcessError` with its traceback."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001  any exception type may refuse pickling, in many ways
+        text = "".join(traceback.format_exception(error)).rstrip()
+        return UnitProcessError(f"{type(error).__name__}: {error}\n{text}")

@@ -1,0 +1,110 @@
+"""The floors a profile sets the harness against: the least the same work can cost.
+
+- :func:`bare_fit`: ``model.fit`` of the same network (built by the registry's builder, as the
+  harness builds it, same seed) on the same arrays already in float32, with the same epochs,
+  batch size and validation data, and no callbacks: what training costs without the harness.
+- :func:`fft_floor`: a plain batched STFT (framing, Hann window, real FFT, magnitude) of the
+  same clips' audio, decoding excluded: what extraction cannot go below, whatever the
+  representation adds on top (mel filters, dB, cache files).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Clips decoded and transformed at a time by :func:`fft_floor`: bounds memory at any data size.
+FFT_CHUNK_CLIPS = 32
+
+
+@dataclass(frozen=True)
+class BareFit:
+    """One bare ``model.fit``: its seconds, epochs and training inputs."""
+
+    seconds: float
+    epochs: int
+    samples: int
+
+
+def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_train, y_train, x_valid, y_valid, *,
+             n_classes: int, seed: int, epochs: int) -> BareFit:
+    """Fit a fresh, seeded ``architecture`` network with Keras alone; only ``model.fit`` is timed.
+
+    Built through :func:`benchmark.models.create_estimator` so its layers are exactly the
+    harness's; compiled with the optimiser, loss and metric :class:`~benchmark.models.network.KerasNetwork`
+    uses. ``training`` gives the batch size and learning rate; ``epochs`` is how many the
+    harness's fit ran.
+    """
+    import keras
+
+    from benchmark.data.inputs import as_float32, shape_of
+    from benchmark.models import create_estimator
+    from benchmark.models.network import seed_everything
+
+    x_train, x_valid = as_float32(x_train), as_float32(x_valid)  # outside the timing: the floor's inputs
+    keras.utils.clear_session(free_memory=True)
+    seed_everything(seed)
+    estimator = create_estimator(architecture, shape_of(x_train), n_classes, **hyperparameters)
+    model = estimator.build()
+    estimator.adapt(model, x_train)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    started = time.perf_counter()
+    model.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
+              batch_size=training.batch_size, shuffle=True, verbose=0)
+    seconds = time.perf_counter() - started
+    keras.utils.clear_session(free_memory=True)
+    return BareFit(seconds, epochs, len(y_train))
+
+
+@dataclass(frozen=True)
+class FftFloor:
+    """A plain STFT of every clip: seconds (decoding excluded), clips and frames transformed."""
+
+    seconds: float
+    clips: int
+    frames: int
+
+
+def fft_floor(paths: Sequence[Path], *, sample_rate: int, n_fft: int, hop_length: int, n_samples: int,
+              min_seconds: float = 0.0) -> FftFloor:
+    """Time a batched STFT magnitude of ``paths``' audio, as extraction frames it (centred frames).
+
+    Each clip is decoded as extraction decodes it (:func:`benchmark.data.tracks.load_audio`,
+    untimed) and trimmed to ``n_samples``; then a chunk of clips is framed, windowed and
+    transformed in one ``scipy.fft.rfft`` call on every core (extraction uses a worker per core,
+    so the floor may too). Files extraction skipped fail to decode here too, and are left out.
+    """
+    import scipy.fft
+    import scipy.signal
+
+    from benchmark.data.tracks import AudioDecodeError, load_audio
+
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    seconds, clips, frames = 0.0, 0, 0
+    for start in range(0, len(paths), FFT_CHUNK_CLIPS):
+        audio = []
+        for path in paths[start:start + FFT_CHUNK_CLIPS]:
+            try:
+                audio.append(load_audio(path, sample_rate, min_seconds=min_seconds)[:n_samples])
+            except AudioDecodeError:
+                continue
+        started = time.perf_counter()
+        framed = np.concatenate([_frames(clip, n_fft, hop_length) for clip in audio]) if audio else None
+        if framed is not None:
+            np.abs(scipy.fft.rfft(framed * window, axis=-1, workers=-1))
+        seconds += time.perf_counter() - started
+        clips += len(audio)
+        frames += 0 if framed is None else len(framed)
+    return FftFloor(seconds, clips, frames)
+
+
+def _frames(audio: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
+    """Centred frames of one clip, (1 + len // hop, n_fft), as ``librosa.stft(center=True)`` frames it."""
+    padded = np.pad(audio, n_fft // 2)  # zeros, librosa's default pad mode
+    return np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop_length]
