@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from benchmark.backend import BACKENDS
 
 DEFAULT_EXPERIMENT = "default"
@@ -26,15 +24,32 @@ def add_experiment_options(parser, *, experiment_default: str | None = DEFAULT_E
 
 
 def add_backend_option(parser) -> None:
-    """``--backend``: the Keras backend, as ``--set run.backend=NAME`` (after the other ``--set``)."""
-    parser.add_argument("--backend", choices=BACKENDS, dest="overrides", action=_SetBackend,
+    """``--backend``: the Keras backend; it wins over ``run.backend``, wherever ``--set`` puts it."""
+    parser.add_argument("--backend", choices=BACKENDS,
                         help="Keras backend to train on (overrides run.backend; default: KERAS_BACKEND, "
                         "else tensorflow)")
 
 
-class _SetBackend(argparse.Action):
-    def __call__(self, parser, namespace, value, option_string=None):
-        namespace.overrides = [*(getattr(namespace, self.dest, None) or []), f"run.backend={value}"]
+def experiment_overrides(args, *extra: str) -> list[str]:
+    """The ``--set`` overrides, then ``extra``, then ``--backend``'s: flags win over ``--set``."""
+    return [*args.overrides, *extra, *([f"run.backend={args.backend}"] if args.backend else [])]
+
+
+def load_experiment_for(args, experiment: str, *extra: str):
+    """The experiment the options name, with its Keras backend selected before Keras is imported.
+
+    Checking model names imports the models, hence Keras, which picks its backend once, at
+    import: so the file is read once without that check, the backend it asks for (``--backend``,
+    ``run.backend``, else ``KERAS_BACKEND``) is selected, then it is read again with the check.
+    """
+    from benchmark.backend import select_backend
+    from benchmark.config import load_experiment
+
+    load = dict(data_dir=getattr(args, "data_dir", None), split_dir=getattr(args, "split_dir", None),
+                seeds=getattr(args, "seeds", None))
+    overrides = experiment_overrides(args, *extra)
+    select_backend(load_experiment(experiment, overrides, check_models=False, **load).run.backend)
+    return load_experiment(experiment, overrides, **load)
 
 
 def add_split_and_override_options(parser) -> None:

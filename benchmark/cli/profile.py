@@ -5,7 +5,7 @@ Heavy imports stay inside the handler (see :mod:`benchmark.cli`).
 
 from __future__ import annotations
 
-from benchmark.cli.options import add_experiment_options
+from benchmark.cli.options import add_experiment_options, experiment_overrides, load_experiment_for
 
 #: Epochs each network trains for, unless --epochs says otherwise: enough to see a steady epoch.
 DEFAULT_EPOCHS = 2
@@ -70,7 +70,7 @@ def _profile(args) -> int:
     options = ProfileOptions(
         epochs=args.epochs, synthetic_inputs=args.synthetic_inputs, clips=args.clips, warm_cache=args.warm_cache,
         tracking_uri=args.tracking_uri, progress=not args.no_progress,
-        arguments={"experiment": args.experiment, "models": args.models, "set": args.overrides, "seeds": args.seeds,
+        arguments={"experiment": args.experiment, "models": args.models, "set": experiment_overrides(args), "seeds": args.seeds,
                    "data_dir": args.data_dir, "split_dir": args.split_dir},
     )
     profile = run_profile(config, models, options, started=started, from_process_start=from_process_start)
@@ -85,12 +85,7 @@ def _profile(args) -> int:
 
 def _experiment(args):
     """The experiment with every model's epochs set to --epochs, and the models to profile."""
-    from benchmark.backend import select_backend
-    from benchmark.config import load_experiment
-
-    load = dict(data_dir=args.data_dir, split_dir=args.split_dir, seeds=args.seeds)
-    config = load_experiment(args.experiment, args.overrides, **load)
-    select_backend(config.run.backend)  # --backend, run.backend or KERAS_BACKEND: before anything imports Keras
+    config = load_experiment_for(args, args.experiment)  # its backend selected before Keras is imported
     from benchmark.models import get_model_spec
 
     models = args.models or list(config.run.models)
@@ -99,4 +94,4 @@ def _experiment(args):
     # --epochs wins over [train] and over any model's own epochs (paper.toml's cnn2d sets 50).
     epochs = [f"train.epochs={args.epochs}",
               *(f"model.{name}.epochs={args.epochs}" for name in models if config.model_settings(name).epochs)]
-    return load_experiment(args.experiment, [*args.overrides, *epochs], **load), models
+    return load_experiment_for(args, args.experiment, *epochs), models

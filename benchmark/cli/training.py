@@ -7,6 +7,7 @@ from benchmark.cli.options import (
     DEFAULT_EXPERIMENT,
     add_executor_options,
     add_experiment_options,
+    load_experiment_for,
     ray_options,
 )
 
@@ -42,7 +43,6 @@ LATEST = "latest"
 
 
 def _run(args) -> int:
-    from benchmark.config import load_experiment
     from benchmark.errors import BenchmarkError
 
     if args.latest and not args.resume:
@@ -51,18 +51,19 @@ def _run(args) -> int:
         raise BenchmarkError(f"--resume {args.resume} or --latest: one batch, not both")
     if not (args.all or args.model or args.resume):
         raise BenchmarkError("say which models: --all, --model NAME ..., or --resume a batch")
-    configured = args.experiment is not None or args.overrides or args.seeds or args.data_dir or args.split_dir
+    configured = (args.experiment is not None or args.overrides or args.backend or args.seeds or args.data_dir
+                  or args.split_dir)
     stored = None
     if args.resume:
         from benchmark.runner import open_batch
 
+        select_backend(args.backend)  # reading the batch imports Keras: its backend is chosen first
         stored = open_batch(None if args.resume == LATEST else args.resume, args.tracking_uri)
     if stored is None or configured:
-        config = load_experiment(args.experiment or DEFAULT_EXPERIMENT, args.overrides, data_dir=args.data_dir,
-                                 split_dir=args.split_dir, seeds=args.seeds)
+        config = load_experiment_for(args, args.experiment or DEFAULT_EXPERIMENT)
     else:
         config = stored.config
-    select_backend(config.run.backend)  # before anything imports Keras
+        select_backend(config.run.backend)  # the batch's own: an error if Keras runs on another already
     models = list(config.run.models) if args.all else args.model or (stored.models if stored else [])
     from benchmark.models import get_model_spec
 
@@ -103,12 +104,8 @@ def add_tune(verbs) -> None:
 
 
 def _tune(args) -> int:
-    from benchmark.config import load_experiment
 
-    overrides = [*args.overrides, *([f"tuning.metric={args.metric}"] if args.metric else [])]
-    config = load_experiment(args.experiment, overrides, data_dir=args.data_dir,
-                             split_dir=args.split_dir, seeds=args.seeds)
-    select_backend(config.run.backend)  # before anything imports Keras
+    config = load_experiment_for(args, args.experiment, *([f"tuning.metric={args.metric}"] if args.metric else []))
     from benchmark.tune import tune_model
 
     outcome = tune_model(

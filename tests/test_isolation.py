@@ -1,0 +1,312 @@
+"""Each unit of a batch in a fresh process (:mod:`benchmark.isolation`).
+
+- results: a batch run in fresh processes (the CLI's default) scores exactly as ``--in-process``,
+  and its units ran in processes of their own;
+- failures: a unit's error crosses the process boundary (as itself where it pickles, else as a
+  :class:`UnitProcessError` with its traceback), a unit's process that dies is a failure and its
+  run is marked KILLED;
+- signals (``batches``): SIGTERM to the batch stops the unit's process and marks its run KILLED,
+  ``kill -9`` of the batch leaves no unit process behind.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from benchmark.errors import BenchmarkError
+from benchmark.isolation import UnitProcessError, _portable, run_in_fresh_process
+from benchmark.liveness import KILLED_REASON_TAG, PID_TAG, owner_tags
+from benchmark.runner import BatchContext, UnitFailed
+from benchmark.unit import Unit
+from tests.helpers import client_for, store_uri
+
+SMOKE = ["--experiment", "smoke", "--no-progress"]
+SMALL_FCNN = ["--set", "model.fcnn.units=32", "--set", "model.fcnn.n_layers=1"]
+
+
+# --- process helpers -------------------------------------------------------------------------------
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process, None where it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = text.rpartition(")")[2].split()
+    return fields[0], int(fields[1])
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (children, their children, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[0] != "Z":
+                parents[int(entry.name)] = stat[1]
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"  # a zombie has ended; only its parent has not reaped it
+
+
+def wait_until_gone(pids: set[int], seconds: float = 60) -> set[int]:
+    """Poll until none of ``pids`` runs (or the deadline); those still running."""
+    deadline = time.monotonic() + seconds
+    while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def start_run(folder: Path, *args: str) -> tuple[subprocess.Popen, Path]:
+    """``python -m benchmark run ARGS`` in the background, output to a file; (process, that file)."""
+    log = folder / f"run-{time.monotonic_ns()}.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *args], cwd=folder,
+                                   stdout=sink, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def wait_for_line(process: subprocess.Popen, log: Path, fragment: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while fragment not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no {fragment!r} in the output:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
+def training_runs(uri: str) -> list:
+    client = client_for(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.run_kind = 'train'", max_results=100)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """Leave nothing running after a failed test."""
+    below = descendants(process.pid)
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for pid in below:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+# --- fresh processes give the same batch ----------------------------------------------------------------
+
+def test_fresh_processes_score_like_one_process_and_each_unit_runs_in_its_own(tmp_path):
+    from benchmark.cli import main
+
+    batch = ["--model", "fcnn", "--seeds", "0", "1", *SMALL_FCNN, *SMOKE]
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *batch], cwd=fresh,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=600)
+    finally:
+        stop(process)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "fcnn" in stdout  # the summary
+    # The same batch in this process (the command line, in-process), into another store.
+    same = tmp_path / "in-process"
+    assert main(["run", *batch, "--in-process", "--tracking-uri", store_uri(same)]) == 0
+
+    def scores(runs):
+        assert len(runs) == 2 and {run.info.status for run in runs} == {"FINISHED"}
+        return {run.data.tags["seed"]: {key: run.data.metrics[key]
+                                        for key in ("test_accuracy", "test_macro_f1", "final_val_accuracy")}
+                for run in runs}
+
+    fresh_runs, same_runs = training_runs(store_uri(fresh)), training_runs(store_uri(same))
+    assert scores(fresh_runs) == scores(same_runs)
+    assert scores(same_runs)["0"] != scores(same_runs)["1"]  # the seeds differ: the comparison can fail
+    # In one process every run names that process; in fresh ones, each its own, not the batch's.
+    assert {run.data.tags[PID_TAG] for run in same_runs} == {str(os.getpid())}
+    fresh_owners = [run.data.tags[PID_TAG] for run in fresh_runs]
+    assert len(set(fresh_owners)) == 2
+    assert str(process.pid) not in fresh_owners
+
+
+# --- failures crossing the process boundary --------------------------------------------------------------
+
+class Unpicklable(Exception):
+    """An exception that holds a lock: it cannot be pickled."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+class NeedsTwoArguments(Exception):
+    """Pickles, but cannot be unpickled: its ``args`` do not match its constructor."""
+
+    def __init__(self, first: str, second: str):
+        super().__init__(f"{first} and {second}")
+
+
+def raise_and_catch(error: BaseException) -> BaseException:
+    try:
+        raise error
+    except BaseException as caught:  # noqa: BLE001
+        return caught
+
+
+def test_a_picklable_error_crosses_as_itself():
+    error = BenchmarkError("the data set is empty")
+    assert _portable(error) is error
+
+
+@pytest.mark.parametrize("error", [Unpicklable("holds a lock"), NeedsTwoArguments("one", "two")],
+                         ids=["unpicklable", "not-unpicklable"])
+def test_an_error_that_cannot_cross_becomes_a_unit_process_error_with_its_traceback(error):
+    portable = _portable(raise_and_catch(error))
+    assert isinstance(portable, UnitProcessError)
+    text = str(portable)
+    assert text.startswith(f"{type(error).__name__}: {error}")
+    assert "Traceback" in text and "raise_and_catch" in text
+    assert pickle.loads(pickle.dumps(portable)).args == portable.args  # and it crosses
+
+
+@dataclass(frozen=True)
+class FailingContext(BatchContext):
+    """A batch context whose units fail, in the unit's process, as ``how`` says."""
+
+    how: str = "unpicklable"
+
+    def run(self, unit, *, supersedes=None, callbacks=()):
+        if self.how == "unpicklable":
+            raise UnitFailed(raise_and_catch(Unpicklable(f"{unit.model} broke")), "run-of-the-unit")
+        if self.how == "picklable":
+            raise UnitFailed(BenchmarkError(f"{unit.model}: the loss became non-finite"), "run-of-the-unit")
+        if self.how == "die":  # a run left RUNNING by a process that ends without a word
+            from mlflow import MlflowClient
+
+            client = MlflowClient(self.tracking_uri)
+            run = client.create_run(self.experiment_id, tags={"run_kind": "train", "batch_id": self.batch_id,
+                                                               "model": unit.model, **owner_tags()})
+            print(run.info.run_id, file=sys.stderr)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"{unit.model} ran in {os.getpid()}"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store for the failure tests (each its own batch id): (uri, experiment id)."""
+    from benchmark import tracking
+
+    uri = store_uri(tmp_path_factory.mktemp("isolation-store"))
+    tracking.connect(uri)
+    return uri, tracking.ensure_experiment("isolation", uri)
+
+
+@pytest.fixture
+def failing_context(store):
+    from benchmark import tracking
+    from benchmark.config import load_experiment
+
+    uri, experiment_id = store
+    tracking.connect(uri)  # the global store, where the batch's process reaps its units' runs
+
+    def context(how: str) -> FailingContext:
+        return FailingContext(load_experiment("smoke"), {}, {}, experiment_id, f"batch-{how}", uri, ["fcnn"], {},
+                              how=how)
+
+    return context
+
+
+def test_a_unit_runs_in_another_process_and_its_result_comes_back(failing_context):
+    result = run_in_fresh_process(failing_context("succeed"), Unit("fcnn", 0, 0))
+    model, _, pid = result.partition(" ran in ")
+    assert model == "fcnn" and int(pid) != os.getpid()
+
+
+def test_a_units_unpicklable_error_is_a_clean_failure(failing_context):
+    with pytest.raises(UnitFailed) as failed:
+        run_in_fresh_process(failing_context("unpicklable"), Unit("fcnn", 0, 0))
+    assert failed.value.run_id == "run-of-the-unit"
+    assert isinstance(failed.value.error, UnitProcessError)
+    assert str(failed.value.error).startswith("Unpicklable: fcnn broke")
+    assert "Traceback" in str(failed.value.error)
+
+
+def test_a_units_picklable_error_comes_back_as_itself(failing_context):
+    with pytest.raises(UnitFailed) as failed:
+        run_in_fresh_process(failing_context("picklable"), Unit("fcnn", 0, 0))
+    assert type(failed.value.error) is BenchmarkError
+    assert str(failed.value.error) == "fcnn: the loss became non-finite"
+    assert failed.value.run_id == "run-of-the-unit"
+
+
+def test_a_unit_process_that_dies_is_a_failure_and_its_run_is_marked_killed(failing_context):
+    context = failing_context("die")
+    with pytest.raises(UnitFailed) as failed:
+        run_in_fresh_process(context, Unit("fcnn", 0, 0))
+    assert "the unit's process died (killed by SIGKILL)" in str(failed.value.error)
+    assert failed.value.run_id is None
+    (run,) = client_for(context.tracking_uri).search_runs(
+        [context.experiment_id], filter_string=f"tags.batch_id = '{context.batch_id}'")
+    assert run.info.status == "KILLED"
+    assert "is gone" in run.data.tags[KILLED_REASON_TAG]
+
+
+# --- signals to the batch's process ------------------------------------------------------------------
+
+LONG_UNIT = ["--model", "fcnn", *SMALL_FCNN, "--set", "train.epochs=2000", *SMOKE]
+
+
+@pytest.mark.batches
+def test_sigterm_to_the_batch_stops_the_units_process_and_marks_its_run_killed(tmp_path):
+    process, log = start_run(tmp_path, *LONG_UNIT)
+    try:
+        wait_for_line(process, log, "epoch 2/")
+        below = descendants(process.pid)
+        (running,) = training_runs(store_uri(tmp_path))
+        unit_pid = int(running.data.tags[PID_TAG])
+        assert unit_pid != process.pid and unit_pid in below  # the unit trains in a process of the batch's
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 143, log.read_text()[-3000:]
+        output = log.read_text()
+        assert "Traceback" not in output
+        assert "interrupted (SIGTERM)" in output
+        (run,) = training_runs(store_uri(tmp_path))
+        assert run.info.status == "KILLED"
+        assert wait_until_gone(below) == set(), "processes of the batch still run after it ended"
+    finally:
+        stop(process)
+
+
+@pytest.mark.batches
+def test_kill_9_of_the_batch_leaves_no_unit_process_behind(tmp_path):
+    process, log = start_run(tmp_path, *LONG_UNIT)
+    try:
+        wait_for_line(process, log, "epoch 2/")
+        below = descendants(process.pid)
+        (running,) = training_runs(store_uri(tmp_path))
+        unit_pid = int(running.data.tags[PID_TAG])
+        assert unit_pid in below
+        process.kill()
+        process.wait()
+        assert wait_until_gone({unit_pid}) == set(), "the unit's process outlived its batch"
+        assert wait_until_gone(below) == set(), "processes of the batch still run after it was killed"
+        # As after a kill -9 of a batch in one process: the run is left RUNNING, for the next run to reap.
+        (run,) = training_runs(store_uri(tmp_path))
+        assert run.info.status == "RUNNING"
+    finally:
+        stop(process)
