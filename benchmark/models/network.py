@@ -104,7 +104,9 @@ class KerasNetwork(RegisteredEstimator):
         )
         if stopping is not None and stopping.best_weights is not None:  # None: no epoch was monitored
             report.best_epoch = stopping.best_epoch + 1
-            report.stopped_epoch = stopping.stopped_epoch + 1 if stopping.stopped_epoch else None
+            # Patience running out at the last epoch saved nothing: that run trained every epoch.
+            stopped = stopping.stopped_epoch + 1 if stopping.stopped_epoch else None
+            report.stopped_epoch = stopped if stopped is not None and stopped < training.epochs else None
             log.info("%s: %s; weights of epoch %d kept (best %s)", label or model.name,
                      f"stopped after epoch {report.stopped_epoch}" if report.stopped_epoch
                      else f"ran all {training.epochs} epochs", report.best_epoch, stopping.monitor)

@@ -75,8 +75,9 @@ def _profile_pipeline(config, models, recorder: Recorder, options: ProfileOption
         if workspace.cold_cache else f"features read from the user's cache {workspace.cache_root} (warm, if filled)")
     measured.notes.append("runs logged to a temporary tracking store, removed after" if workspace.throwaway_store
                           else f"runs logged to {redact(workspace.tracking_uri)}")
-    measured.notes.append("bare fits and FFT floors ran after the units, in the same process; extraction ran in "
-                          "worker processes, whose peak is harness.children_peak_rss_mb")
+    measured.notes.append("bare fits and FFT floors ran after the units, in the same process; the units too "
+                          "(run trains each in a fresh process); extraction worker processes (handcrafted "
+                          "statistics), if any, peak at harness.children_peak_rss_mb")
     settings = {"cache": {"features": "cold" if workspace.cold_cache else "warm",
                           "root": None if workspace.cold_cache else str(workspace.cache_root)},
                 "tracking": {"uri": redact(workspace.tracking_uri), "throwaway": workspace.throwaway_store}}
