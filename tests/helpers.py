@@ -340,3 +340,21 @@ def logged_network(audio_model_uri: str):
     import mlflow.pyfunc
 
     return mlflow.pyfunc.load_model(audio_model_uri).unwrap_python_model().estimator.native
+
+
+def start_run(folder: Path, *args: str):
+    """``python -m benchmark run ARGS`` in the background, its output to a file; (process, that file)."""
+    log = folder / f"run-{time.monotonic_ns()}.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *args], cwd=folder,
+                                   stdout=sink, stderr=subprocess.STDOUT, text=True)
+    return process, log
+
+
+def wait_for_line(process, log: Path, fragment: str, seconds: float = 300) -> None:
+    """Poll ``log`` until it holds ``fragment``; fail if the process ends or the deadline passes first."""
+    deadline = time.monotonic() + seconds
+    while fragment not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no {fragment!r} in the output:\n{log.read_text()[-3000:]}")
+        time.sleep(0.05)

@@ -12,34 +12,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from benchmark.cli import main
-from tests.helpers import client_for, running_mlflow_server, store_uri
+from tests.helpers import client_for, running_mlflow_server, start_run, store_uri, wait_for_line
 
 pytestmark = pytest.mark.batches
 
 SMOKE = ["--experiment", "smoke", "--no-progress"]
 ACCURACY_COLUMNS = ["model", "runs", "finished", "test_accuracy_mean", "test_accuracy_std", "test_macro_f1_std"]
-
-
-def start_run(folder: Path, *args: str) -> tuple[subprocess.Popen, Path]:
-    """``python -m benchmark run ARGS`` in the background, stderr to a file; (process, that file)."""
-    log = folder / f"run-{time.monotonic_ns()}.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *args], cwd=folder,
-                                   stdout=sink, stderr=subprocess.STDOUT, text=True)
-    return process, log
-
-
-def wait_for_line(process: subprocess.Popen, log: Path, fragment: str, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while fragment not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no {fragment!r} in the output:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
 
 
 def runs_by_status(uri: str) -> dict[str, list]:

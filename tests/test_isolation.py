@@ -28,7 +28,7 @@ from benchmark.isolation import UnitProcessError, _portable, run_in_fresh_proces
 from benchmark.liveness import KILLED_REASON_TAG, PID_TAG, owner_tags
 from benchmark.runner import BatchContext, UnitFailed
 from benchmark.unit import Unit
-from tests.helpers import client_for, store_uri
+from tests.helpers import client_for, start_run, store_uri, wait_for_line
 
 SMOKE = ["--experiment", "smoke", "--no-progress"]
 SMALL_FCNN = ["--set", "model.fcnn.units=32", "--set", "model.fcnn.n_layers=1"]
@@ -72,23 +72,6 @@ def wait_until_gone(pids: set[int], seconds: float = 60) -> set[int]:
     while (left := {pid for pid in pids if alive(pid)}) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
-
-
-def start_run(folder: Path, *args: str) -> tuple[subprocess.Popen, Path]:
-    """``python -m benchmark run ARGS`` in the background, output to a file; (process, that file)."""
-    log = folder / f"run-{time.monotonic_ns()}.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *args], cwd=folder,
-                                   stdout=sink, stderr=subprocess.STDOUT, text=True)
-    return process, log
-
-
-def wait_for_line(process: subprocess.Popen, log: Path, fragment: str, seconds: float = 300) -> None:
-    deadline = time.monotonic() + seconds
-    while fragment not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no {fragment!r} in the output:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
 
 
 def training_runs(uri: str) -> list:
@@ -271,15 +254,21 @@ def test_a_unit_process_that_dies_is_a_failure_and_its_run_is_marked_killed(fail
 LONG_UNIT = ["--model", "fcnn", *SMALL_FCNN, "--set", "train.epochs=2000", *SMOKE]
 
 
+def wait_for_the_unit(process: subprocess.Popen, log: Path, folder: Path) -> tuple[set[int], int]:
+    """Once the batch's one unit trains: (the processes below the batch, the unit's pid)."""
+    wait_for_line(process, log, "epoch 2/")
+    below = descendants(process.pid)
+    (running,) = training_runs(store_uri(folder))
+    unit_pid = int(running.data.tags[PID_TAG])
+    assert unit_pid != process.pid and unit_pid in below  # the unit trains in a process of the batch's
+    return below, unit_pid
+
+
 @pytest.mark.batches
 def test_sigterm_to_the_batch_stops_the_units_process_and_marks_its_run_killed(tmp_path):
     process, log = start_run(tmp_path, *LONG_UNIT)
     try:
-        wait_for_line(process, log, "epoch 2/")
-        below = descendants(process.pid)
-        (running,) = training_runs(store_uri(tmp_path))
-        unit_pid = int(running.data.tags[PID_TAG])
-        assert unit_pid != process.pid and unit_pid in below  # the unit trains in a process of the batch's
+        below, _ = wait_for_the_unit(process, log, tmp_path)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 143, log.read_text()[-3000:]
         output = log.read_text()
@@ -296,11 +285,7 @@ def test_sigterm_to_the_batch_stops_the_units_process_and_marks_its_run_killed(t
 def test_kill_9_of_the_batch_leaves_no_unit_process_behind(tmp_path):
     process, log = start_run(tmp_path, *LONG_UNIT)
     try:
-        wait_for_line(process, log, "epoch 2/")
-        below = descendants(process.pid)
-        (running,) = training_runs(store_uri(tmp_path))
-        unit_pid = int(running.data.tags[PID_TAG])
-        assert unit_pid in below
+        below, unit_pid = wait_for_the_unit(process, log, tmp_path)
         process.kill()
         process.wait()
         assert wait_until_gone({unit_pid}) == set(), "the unit's process outlived its batch"
