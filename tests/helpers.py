@@ -342,12 +342,35 @@ def logged_network(audio_model_uri: str):
     return mlflow.pyfunc.load_model(audio_model_uri).unwrap_python_model().estimator.native
 
 
+def sigint_as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that tests send Ctrl-C: SIGINT at its default, as a terminal's
+    shell starts commands. A test run itself started in the background (``cmd &`` in a script,
+    nohup) inherits SIGINT ignored, and Python keeps ignoring it in every child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def sigint_raises_keyboard_interrupt():
+    """SIGINT raises KeyboardInterrupt in this process for the block, however the test run began
+    (see :func:`sigint_as_in_a_terminal`)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def start_run(folder: Path, *args: str):
     """``python -m benchmark run ARGS`` in the background, its output to a file; (process, that file)."""
     log = folder / f"run-{time.monotonic_ns()}.log"
     with log.open("w") as sink:
         process = subprocess.Popen([sys.executable, "-m", "benchmark", "run", *args], cwd=folder,
-                                   stdout=sink, stderr=subprocess.STDOUT, text=True)
+                                   stdout=sink, stderr=subprocess.STDOUT, text=True,
+                                   preexec_fn=sigint_as_in_a_terminal)
     return process, log
 
 

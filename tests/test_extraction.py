@@ -26,7 +26,7 @@ from benchmark.data.features import (
 from benchmark.data.parallel import StopFlag, Stopped, map_chunks_in_threads
 from benchmark.data.spectrogram import batch_spectrograms
 from benchmark.data.tracks import discover_tracks, load_audio
-from tests.helpers import write_clip
+from tests.helpers import sigint_as_in_a_terminal, sigint_raises_keyboard_interrupt, write_clip
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"n_fft": 512, "hop_length": 256, "n_mels": 24, "frames": 40, "n_mfcc": 13}
@@ -201,9 +201,9 @@ def test_a_stop_ends_the_chunks_at_their_next_check_and_cancels_the_rest():
             time.sleep(0.01)
 
     timer = threading.Timer(0.5, _thread.interrupt_main)  # Ctrl-C, as the main thread gets it
-    timer.start()
     begun = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
+    with sigint_raises_keyboard_interrupt(), pytest.raises(KeyboardInterrupt):
+        timer.start()
         map_chunks_in_threads(chunk, list(range(100)), chunk_size=5, workers=2, progress=False)
     assert time.monotonic() - begun < 5
     assert sorted(started) == [0, 5]  # the two running chunks; the queued one never began
@@ -259,7 +259,8 @@ def test_ctrl_c_during_extraction_stops_it_promptly_and_leaves_only_whole_entrie
                    frequency=100.0 + 7 * index)
     cache = tmp_path / "cache"
     process = subprocess.Popen([sys.executable, "-c", EXTRACT_DRIVER, str(root), str(cache)], cwd=PROJECT_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not list(cache.rglob("*.npy")):
         if process.poll() is not None or time.monotonic() > deadline:

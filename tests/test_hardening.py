@@ -31,6 +31,7 @@ from tests.helpers import (
     plant_champion,
     run_cli,
     served_model,
+    sigint_as_in_a_terminal,
     store_uri,
     write_clip,
 )
@@ -362,7 +363,7 @@ def start_pool(folder: Path) -> subprocess.Popen:
     folder.mkdir()
     process = subprocess.Popen([sys.executable, "-c", POOL_DRIVER, str(folder)], cwd=PROJECT_ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while len(list(folder.glob("started-*"))) < 2:
         if process.poll() is not None or time.monotonic() > deadline:
