@@ -149,10 +149,10 @@ def _lost(error: Exception) -> str:
 
 def _run_unit_task(context: BatchContext, unit: Unit):
     """One unit in a Ray worker (idempotent: see :meth:`BatchContext.run_once`)."""
-    import mlflow
+    from benchmark import tracking
 
     _configure_worker_logging()
-    mlflow.set_tracking_uri(context.tracking_uri)
+    tracking.use_store(context.tracking_uri)
     return context.run_once(unit, callbacks=_injected_faults(unit))
 
 

@@ -74,7 +74,7 @@ def run_in_fresh_process(context: BatchContext, unit: Unit) -> RunSummary:
     Raises :class:`benchmark.runner.UnitFailed` as ``context.run`` does, and the
     :class:`KeyboardInterrupt` of a Ctrl-C or SIGTERM once the unit's process has stopped.
     """
-    from benchmark.runner import UnitFailed
+    from benchmark.unit import UnitFailed
 
     server = _server_context()
     receiver, sender = server.Pipe(duplex=False)
@@ -143,11 +143,9 @@ def _reap_unit_runs(context: BatchContext) -> None:
 def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, environment: dict[str, str],
                   log_level: int) -> None:
     """The unit's process: the batch's environment and logging, signals as the batch wants, one unit."""
-    import mlflow
-
-    from benchmark import interrupts
+    from benchmark import interrupts, tracking
     from benchmark.redaction import install_log_redaction
-    from benchmark.runner import UnitFailed
+    from benchmark.unit import UnitFailed
 
     os.environ.clear()
     os.environ.update(environment)  # the server started earlier: it may hold an older environment
@@ -156,7 +154,7 @@ def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, env
     logging.basicConfig(level=log_level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     install_log_redaction()
-    mlflow.set_tracking_uri(context.tracking_uri)
+    tracking.use_store(context.tracking_uri)
     with interrupts.handled():
         try:
             outcome = context.run(unit)

@@ -38,6 +38,7 @@ from benchmark.redaction import redact
 from benchmark.unit import (
     ModelSetup,
     Unit,
+    UnitFailed,
     fit_and_score,
     model_setup,
     run_label,
@@ -104,14 +105,6 @@ class BatchResult:
     reused: int = 0
     #: The command that re-enters this batch (``run --resume <batch id>``).
     resume_command: str = ""
-
-
-class UnitFailed(Exception):
-    """A unit's error, with the MLflow run it failed in (None where it failed before one started)."""
-
-    def __init__(self, error: Exception, run_id: str | None):
-        super().__init__(str(error))
-        self.error, self.run_id = error, run_id
 
 
 def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, experiment_id: str,

@@ -70,12 +70,7 @@ def connect(uri: str, *, writable: bool = True) -> None:
     """
     import mlflow
 
-    install_log_redaction(logging.getLogger("mlflow"))  # MLflow's handler does not reach the root's
-    # MLflow logs every failed database session with its whole traceback, then raises the same
-    # error: which becomes one line here (a full disk), or keeps its traceback (a bug).
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
-    if has_credentials(uri):
-        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run at <url>" lines
+    configure_mlflow_output(uri)
     scheme = urlparse(uri).scheme
     if scheme in ("http", "https"):
         _check_server(uri)
@@ -548,6 +543,28 @@ def batch_runs_filter(batch_id: str, *, finished: bool = False) -> str:
     """The MLflow search filter for the training runs of one batch (only FINISHED ones, if asked)."""
     status = " and attributes.status = 'FINISHED'" if finished else ""
     return f"{TRAINING_RUNS_FILTER} and tags.batch_id = '{batch_id}'{status}"
+
+
+def configure_mlflow_output(uri: str) -> None:
+    """What MLflow may print in this process while it writes to ``uri``: never its password,
+    and not the traceback of a failed database session, which MLflow logs and then raises (the
+    command turns it into one line, a full disk say, or keeps its traceback, a bug).
+
+    :func:`connect` calls it; so does a process that logs to a store another process connected
+    to (a unit's own process, a Ray worker).
+    """
+    install_log_redaction(logging.getLogger("mlflow"))  # MLflow's handler does not reach the root's
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    if has_credentials(uri):
+        os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # its "View run at <url>" lines
+
+
+def use_store(uri: str) -> None:
+    """Log to ``uri``, connected to already by the batch's process: MLflow's URI and output."""
+    import mlflow
+
+    configure_mlflow_output(uri)
+    mlflow.set_tracking_uri(uri)
 
 
 @contextmanager

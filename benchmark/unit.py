@@ -37,6 +37,14 @@ class Unit:
     split_index: int = 0
 
 
+class UnitFailed(Exception):
+    """A unit's error, with the MLflow run it failed in (None where it failed before one started)."""
+
+    def __init__(self, error: Exception, run_id: str | None):
+        super().__init__(str(error))
+        self.error, self.run_id = error, run_id
+
+
 @dataclass(frozen=True)
 class ModelSetup:
     """A model entry's effective settings: architecture, hyperparameters, training values, input."""

@@ -83,12 +83,11 @@ def _load(params: FeatureParams) -> None:
 def batch_spectrograms(audios: Sequence[np.ndarray], params: FeatureParams) -> list[np.ndarray]:
     """``[compute_spectrogram(audio, params) for audio in audios]``, computed with shared buffers.
 
-    Clips of any lengths. ``musicnn-mel`` goes through :func:`compute_spectrogram` itself.
+    Clips of any lengths; :data:`BATCHED_REPRESENTATIONS` only (extraction sends the others, such as
+    ``musicnn-mel``, through :func:`~benchmark.data.features.compute_spectrogram` a clip at a time).
     """
     if params.representation not in BATCHED_REPRESENTATIONS:
-        from benchmark.data.features import compute_spectrogram
-
-        return [compute_spectrogram(audio, params) for audio in audios]
+        raise ValueError(f"{params.representation!r} is computed a clip at a time (compute_spectrogram)")
     results = []
     for magnitudes in stft_magnitudes([prepared_audio(audio, params) for audio in audios], params):
         if params.representation == "stft":
