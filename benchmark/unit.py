@@ -189,7 +189,7 @@ def run_tags(config: ExperimentConfig, prepared: PreparedData, unit: Unit, data:
     return {
         "model": unit.model,
         "architecture": config.architecture_of(unit.model),
-        "model_kind": _kind_of(config.architecture_of(unit.model)),
+        "model_kind": kind_of(config.architecture_of(unit.model)),
         "representation": config.features_for(unit.model).describe,
         "seed": str(unit.seed),
         "experiment": config.name,
@@ -223,7 +223,8 @@ def run_params(config: ExperimentConfig, prepared: PreparedData, data: SplitData
     )
 
 
-def _kind_of(architecture: str) -> str:
+def kind_of(architecture: str) -> str:
+    """The registered model's kind: ``network``, ``classical``, ..."""
     from benchmark.models import get_model_spec
 
     return get_model_spec(architecture).kind

@@ -76,11 +76,7 @@ class KerasNetwork(RegisteredEstimator):
         with dtype_policy("mixed_float16" if training.mixed_precision else "float32"):
             model = self.build()
         self.adapt(model, x_train)
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        compile_network(model, training.learning_rate)
         progress = EpochProgress(label or model.name, training.epochs)
         stopping = early_stopping(training.early_stopping)
         started = time.perf_counter()
@@ -132,6 +128,12 @@ class KerasNetwork(RegisteredEstimator):
         """A saved network, ready to predict (``compile=False``: no optimizer state is needed)."""
         model = keras.saving.load_model(path, compile=False)
         return cls(_already_built, None, int(model.output_shape[-1]), {}, model=model)
+
+
+def compile_network(model: Any, learning_rate: float) -> None:
+    """The study's optimiser, loss and metric: Adam, sparse categorical cross-entropy, accuracy."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
 
 def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:

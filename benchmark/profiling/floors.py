@@ -44,7 +44,7 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
 
     from benchmark.data.inputs import as_float32, shape_of
     from benchmark.models import create_estimator
-    from benchmark.models.network import seed_everything
+    from benchmark.models.network import compile_network, seed_everything
 
     x_train, x_valid = as_float32(x_train), as_float32(x_valid)  # outside the timing: the floor's inputs
     keras.utils.clear_session(free_memory=True)
@@ -52,8 +52,7 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     estimator = create_estimator(architecture, shape_of(x_train), n_classes, **hyperparameters)
     model = estimator.build()
     estimator.adapt(model, x_train)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=training.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_network(model, training.learning_rate)
     started = time.perf_counter()
     model.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
               batch_size=training.batch_size, shuffle=True, verbose=0)

@@ -30,7 +30,7 @@ def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: 
     from benchmark import tracking
     from benchmark.data.prepare import prepare_models
     from benchmark.runner import BatchContext, UnitFailed
-    from benchmark.unit import Unit, model_setup
+    from benchmark.unit import Unit, kind_of, model_setup
 
     seed = config.run.seeds[0]
     started = time.perf_counter()
@@ -86,13 +86,6 @@ def _fft_floors(config: ExperimentConfig, prepared) -> dict[str, FftFloor]:
                                       min_seconds=config.data.min_seconds)
         floors[representation] = by_stft[stft]
     return floors
-
-
-def kind_of(architecture: str) -> str:
-    """The registered model's kind: ``network``, ``classical``, ..."""
-    from benchmark.models import get_model_spec
-
-    return get_model_spec(architecture).kind
 
 
 def _epochs_run(run_id: str) -> int | None:

@@ -18,9 +18,10 @@ import numpy as np
 from benchmark import interrupts
 from benchmark.config import ExperimentConfig
 from benchmark.profiling.floors import bare_fit
-from benchmark.profiling.pipeline import NETWORK, kind_of
+from benchmark.profiling.pipeline import NETWORK
 from benchmark.profiling.report import Measurements, ModelMeasure
 from benchmark.profiling.stages import Recorder, stage
+from benchmark.unit import kind_of
 
 log = logging.getLogger(__name__)
 
