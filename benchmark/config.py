@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeInt,
+    PlainValidator,
     PositiveFloat,
     PositiveInt,
     ValidationError,
@@ -67,8 +68,21 @@ VOTES = ("majority", "mean")
 EXTENDS_KEY = "extends"
 #: Keys of a ``[model.<name>]`` table that configure training; every other key is a hyperparameter.
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
-#: ``[train]`` settings of every model that trains in epochs (set for all of them, not per model).
-EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision")
+#: ``[train]`` settings of every model that trains in epochs; a ``[model.<name>]`` table may
+#: override them for that model alone, as it may the :data:`TRAINING_KEYS`.
+EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile")
+
+
+def _jit_compile(value: Any) -> str | bool:
+    # One message for the union (pydantic would name each branch), and ``1`` is not ``true``.
+    if value == "auto" or isinstance(value, bool):
+        return value
+    raise ValueError(f"should be 'auto', true or false (got {value!r})")
+
+
+#: ``jit_compile``: Keras's own choice (``auto``), or XLA on/off (:class:`TrainConfig`).
+JitCompile = Annotated[Literal["auto"] | bool, PlainValidator(_jit_compile)]
+
 #: The bundled experiment files. They live inside the package so that a non-editable install
 #: has them too; the repository's top-level ``experiments/`` is a link to this folder.
 EXPERIMENTS_DIR = Path(__file__).resolve().parent / "experiments"
@@ -239,6 +253,12 @@ class TrainConfig(_Section):
     #: Train in float16 with float32 master weights (``mixed_float16``): for GPUs with tensor
     #: cores; on a CPU it is slower. Off by default; results differ from float32 training.
     mixed_precision: bool = False
+    #: Compile the training step with XLA: ``auto`` is Keras's choice (on for JAX and for
+    #: TensorFlow on a GPU, off for TensorFlow on a CPU). Which networks gain depends on the
+    #: backend and device (``python -m benchmark profile`` measures it), so it is usually set
+    #: per model: on this project's CPU, XLA halves the fully connected network's epochs under
+    #: TensorFlow and doubles the convolutional ones'.
+    jit_compile: JitCompile = "auto"
 
 
 class RunConfig(_Section):
@@ -277,6 +297,11 @@ class ModelSettings(_Section):
     epochs: PositiveInt | None = None
     batch_size: PositiveInt | None = None
     learning_rate: PositiveFloat | None = None
+    #: ``[train]`` options for this model alone (a network's): unset, the experiment's.
+    #: ``[model.<name>.early_stopping]`` keys replace those of ``[train.early_stopping]``.
+    early_stopping: dict[str, Any] | None = Field(default=None, strict=False)
+    mixed_precision: bool | None = None
+    jit_compile: JitCompile | None = None
     #: Any ``[features]`` key, for this model only (``[model.svm.features] representation = ...``).
     features: dict[str, Any] | None = Field(default=None, strict=False)
 
@@ -352,6 +377,7 @@ class ExperimentConfig(_Section):
     def _check_model_features(self):
         for name in self.model:
             self.features_for(name)  # an unknown or invalid key fails here, named
+            self.training_for(name)
         return self
 
     def model_settings(self, name: str) -> ModelSettings:
@@ -375,7 +401,14 @@ class ExperimentConfig(_Section):
     def training_for(self, name: str) -> TrainConfig:
         """Training settings for one model: the shared ones with its own overrides applied."""
         settings = self.model_settings(name)
-        own = {key: getattr(settings, key) for key in TRAINING_KEYS if getattr(settings, key) is not None}
+        own = {key: getattr(settings, key) for key in (*TRAINING_KEYS, *EPOCH_TRAINING_OPTIONS)
+               if getattr(settings, key) is not None}
+        if settings.early_stopping is not None:
+            try:
+                own["early_stopping"] = EarlyStopping.model_validate(
+                    {**self.train.early_stopping.model_dump(), **settings.early_stopping})
+            except ValidationError as error:
+                raise ValueError(f"model.{name}.early_stopping: {_describe(error)}") from None
         return self.train.model_copy(update=own)
 
     def flat(self) -> dict[str, Any]:
@@ -500,6 +533,8 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: model.{name}: {error}") from None
         given = [key for key in TRAINING_KEYS if getattr(settings, key) is not None]
+        if "epochs" not in spec.adapter.training_keys:
+            given += [key for key in EPOCH_TRAINING_OPTIONS if getattr(settings, key) is not None]
         unused = sorted(set(given) - set(spec.adapter.training_keys))
         if unused:
             raise BenchmarkError(

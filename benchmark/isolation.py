@@ -40,9 +40,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Imported once by the server every unit's process is forked from.
+#: Imported once by the server every unit's process is forked from: what every unit uses, so
+#: that no unit imports it again. MLflow's SQL store and GitPython are imported on first use,
+#: not with ``mlflow``; left to each unit they cost about a second per unit.
 PRELOADED = ("benchmark.runner", "benchmark.tracking", "benchmark.models", "benchmark.evaluate",
-             "benchmark.audio_model", "benchmark.liveness", "benchmark.provenance", "keras", "mlflow")
+             "benchmark.audio_model", "benchmark.liveness", "benchmark.provenance", "benchmark.plots",
+             "benchmark.artifacts", "keras", "mlflow", "mlflow.pyfunc", "mlflow.keras",
+             "mlflow.store.tracking.sqlalchemy_store", "git")
 #: Seconds between looks at the batch's process, where it cannot be waited on (no pidfd).
 WATCH_SECONDS = 1.0
 #: Seconds a unit's process gets to mark its run KILLED after SIGTERM, before SIGKILL.
@@ -103,6 +107,15 @@ def run_in_fresh_process(context: BatchContext, unit: Unit) -> RunSummary:
     if isinstance(outcome, _Failed):
         raise UnitFailed(outcome.error, outcome.run_id)
     return outcome
+
+
+def start_server() -> None:
+    """Start the server units are forked from, without waiting for it: it imports TensorFlow
+    and the rest (5-7 s) while the batch prepares its data, rather than before the first unit."""
+    from multiprocessing import forkserver
+
+    _server_context()
+    forkserver.ensure_running()
 
 
 def _server_context():

@@ -1,4 +1,5 @@
-"""Early stopping and mixed precision: ``[train.early_stopping]`` and ``train.mixed_precision``.
+"""The options of networks' training: ``[train.early_stopping]``, ``train.mixed_precision`` and
+``train.jit_compile``, for every network or per model (``[model.<name>]``).
 
 The network tests train a small fully connected network on tiny random data, where what early
 stopping must do is known from the training history itself: when it stops, which epoch is best,
@@ -179,6 +180,10 @@ def test_the_policy_is_restored_when_building_fails(monkeypatch):
     ("train.early_stopping.start_from_epoch=-2", "train.early_stopping.start_from_epoch"),
     ("train.early_stopping.paitence=3", "train.early_stopping.paitence"),
     ("train.mixed_precision=maybe", "train.mixed_precision"),
+    ("train.jit_compile=always", "train.jit_compile"),
+    ("model.cnn2d.jit_compile=1", "model.cnn2d.jit_compile"),
+    ("model.cnn2d.early_stopping.patience=-1", "model.cnn2d.early_stopping: patience"),
+    ("model.cnn2d.early_stopping.paitence=3", "model.cnn2d.early_stopping: unknown key 'paitence'"),
 ])
 def test_invalid_early_stopping_settings_name_the_key(override, key):
     with pytest.raises(BenchmarkError) as error:
@@ -225,6 +230,50 @@ def test_unit_settings_include_the_options_when_set():
     mixed = unit_settings(load_experiment("smoke", ["train.mixed_precision=true"]), "cnn2d")
     assert mixed["train.mixed_precision"] is True
     assert {key: value for key, value in mixed.items() if key != "train.mixed_precision"} == base
+
+
+def test_a_model_table_overrides_the_options_for_that_model_alone():
+    config = load_experiment("smoke", ["train.early_stopping.patience=3", "train.early_stopping.monitor=val_accuracy",
+                                       "model.cnn2d.early_stopping.patience=5", "model.cnn2d.jit_compile=true",
+                                       "model.crnn.mixed_precision=true"])
+    cnn2d, crnn, fcnn = (config.training_for(name) for name in ("cnn2d", "crnn", "fcnn"))
+    # A model's early_stopping keys replace the experiment's, key by key.
+    assert (cnn2d.early_stopping.patience, cnn2d.early_stopping.monitor) == (5, "val_accuracy")
+    assert (fcnn.early_stopping.patience, fcnn.early_stopping.monitor) == (3, "val_accuracy")
+    assert (cnn2d.jit_compile, crnn.jit_compile, fcnn.jit_compile) == (True, "auto", "auto")
+    assert (crnn.mixed_precision, cnn2d.mixed_precision) == (True, False)
+    # They are part of that unit's settings (its key), and of no other unit's.
+    base = load_experiment("smoke", ["train.early_stopping.patience=3", "train.early_stopping.monitor=val_accuracy"])
+    assert unit_settings(config, "fcnn") == unit_settings(base, "fcnn")
+    assert unit_settings(config, "cnn2d")["train.jit_compile"] is True
+    assert unit_settings(config, "cnn2d")["train.early_stopping.patience"] == 5
+
+
+def test_a_classical_model_table_rejects_the_epoch_training_options():
+    for option in ("model.svm.jit_compile=true", "model.svm.early_stopping.patience=3"):
+        with pytest.raises(BenchmarkError, match="model.svm: a classical model has no"):
+            load_experiment("smoke", ["features.representation=handcrafted", "run.models=['svm']", option])
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_jit_compile_reaches_the_compiled_network_and_trains_the_same_network(jit_compile):
+    data = tiny_data()
+    training = TrainConfig(epochs=2, batch_size=16, learning_rate=0.01, jit_compile=jit_compile)
+    estimator = network()
+    report = estimator.fit(*data, training=training, seed=0)
+    assert estimator.native.jit_compile is jit_compile
+    assert report.epochs_run == 2 and report.finite
+    reference = network()
+    reference.fit(*data, training=TrainConfig(epochs=2, batch_size=16, learning_rate=0.01), seed=0)
+    # XLA computes in another order: the same network, to float32 rounding.
+    np.testing.assert_allclose(estimator.predict_proba(data[2]), reference.predict_proba(data[2]), atol=1e-4)
+
+
+def test_the_default_experiment_compiles_the_fully_connected_network_alone():
+    config = load_experiment("default")
+    assert {name: config.training_for(name).jit_compile for name in ("fcnn", "cnn1d", "cnn2d", "crnn")} == {
+        "fcnn": True, "cnn1d": "auto", "cnn2d": "auto", "crnn": "auto"}
+    assert load_experiment("paper").training_for("fcnn").jit_compile == "auto"
 
 
 def test_a_classical_learner_is_unaffected_by_the_epoch_training_options():

@@ -116,3 +116,29 @@ def test_layers_import_one_way(lower, upper):
     crossing = sorted(module for module in reaches(lower) | {lower} for target in GRAPH[module]
                       if target == upper or target.startswith(upper + "."))
     assert not crossing, f"{lower} reaches {upper} through {crossing}"
+
+
+HEAVY = ("keras", "tensorflow", "jax", "torch")
+
+
+def test_checking_models_and_settings_imports_no_deep_learning_library():
+    # The batch process only checks model names and settings (each unit trains in a process of
+    # its own): the registry, a config's model check and a unit's setup must not cost TensorFlow's
+    # start-up. Keras comes in when a network is built, fitted, saved, loaded or called.
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "import benchmark.models as m\n"
+        "from benchmark.config import load_experiment\n"
+        "c = load_experiment('default')\n"
+        "from benchmark.unit import model_setup\n"
+        "[model_setup(c, n) for n in c.run.models]\n"
+        "m.create_estimator('cnn2d', (96, 431), 10)\n"
+        f"print(sorted(name for name in {HEAVY!r} if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=PACKAGE.parent, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout

@@ -152,3 +152,26 @@ def test_combined_network_takes_frames_and_a_scaled_handcrafted_vector():
     assert probabilities.shape == (8, N_CLASSES) and np.all(np.isfinite(probabilities))
     with pytest.raises(BenchmarkError, match="combined.*takes 'frames' and 'handcrafted'"):
         create_model("combined", SMALL_INPUT, N_CLASSES)
+
+
+def test_a_saved_network_holds_its_weights_not_its_optimizer(tmp_path):
+    # Adam keeps two slots per weight: saved with the network they would triple every run's
+    # model file; predicting never reads them.
+    import zipfile
+
+    from benchmark.config import TrainConfig
+    from benchmark.models import create_estimator, load_estimator
+
+    estimator = create_estimator("fcnn", SMALL_INPUT, N_CLASSES, units=64, n_layers=2)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, *SMALL_INPUT), dtype=np.float32), np.arange(16) % N_CLASSES
+    estimator.fit(x, y, x, y, training=TrainConfig(epochs=1, batch_size=8), seed=0)
+    path = estimator.save(tmp_path)
+
+    weights_bytes = 4 * estimator.count_params()
+    with zipfile.ZipFile(path) as archive:
+        stored = sum(item.file_size for item in archive.infolist())
+    assert weights_bytes < stored < 1.5 * weights_bytes
+    np.testing.assert_allclose(load_estimator(path).predict_proba(x), estimator.predict_proba(x), rtol=1e-6)
+    # The fitted network keeps its optimizer: saving did not take it away.
+    assert estimator.native.optimizer is not None

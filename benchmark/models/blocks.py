@@ -1,11 +1,16 @@
-"""Layer stacks shared by more than one architecture."""
+"""Layer stacks shared by more than one architecture.
+
+Keras is imported inside the functions that make layers: the registry imports this module
+without building anything.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import keras
-from keras import layers
+if TYPE_CHECKING:
+    import keras
 
 CONV_AXES = ("frequency", "time")
 
@@ -29,6 +34,8 @@ CONV1D_FRONT_SPACE = {
 
 def spectrogram_input(input_shape) -> keras.KerasTensor:
     """The network input: one spectrogram, (frequency bins, frames) by default."""
+    from keras import layers
+
     return layers.Input(shape=tuple(int(size) for size in input_shape), name="spectrogram")
 
 
@@ -40,6 +47,8 @@ def spectrogram_sequence(inputs, conv_axis: str):
     as channels; that stays the default. ``"time"`` transposes first so they slide along time,
     with the frequency bins as channels, as most later MIR work does.
     """
+    from keras import layers
+
     if conv_axis not in CONV_AXES:
         raise ValueError(f"conv_axis must be one of {CONV_AXES}, not {conv_axis!r}")
     return inputs if conv_axis == "frequency" else layers.Permute((2, 1), name="time_major")(inputs)
@@ -61,6 +70,8 @@ def conv1d_blocks(
     batch_norm: bool,
 ):
     """The study's Conv1D blocks: [Conv1D x n, MaxPool1D, (BatchNorm), Dropout] per filter count."""
+    from keras import layers
+
     for block, width in enumerate(filters, start=1):
         for conv in range(1, convs_per_block + 1):
             x = layers.Conv1D(
@@ -76,6 +87,8 @@ def conv1d_blocks(
 def conv2d_front(inputs, *, filters: Sequence[int], kernel_size: int, pool_size: int):
     """The study's 2D-CNN front: the spectrogram as a one-channel image, [Conv2D, MaxPool2D] per
     filter count, flattened."""
+    from keras import layers
+
     x = layers.Reshape((*inputs.shape[1:], 1), name="as_image")(inputs)
     for stage, width in enumerate(filters, start=1):
         x = layers.Conv2D(int(width), int(kernel_size), activation="relu", name=f"conv{stage}")(x)
@@ -85,6 +98,8 @@ def conv2d_front(inputs, *, filters: Sequence[int], kernel_size: int, pool_size:
 
 def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = "dense"):
     """ReLU Dense layers of the given widths, each optionally followed by dropout."""
+    from keras import layers
+
     for index, width in enumerate(units, start=1):
         x = layers.Dense(int(width), activation="relu", name=f"{prefix}{index}")(x)
         if dropout:
@@ -94,5 +109,8 @@ def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = 
 
 def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:
     """Close a network with the softmax over genres every architecture ends in."""
+    import keras
+    from keras import layers
+
     outputs = layers.Dense(int(n_classes), activation="softmax", name="genre")(features)
     return keras.Model(inputs, outputs, name=name)

@@ -7,8 +7,6 @@ slide along frequency with the 1320 frames as channels (see ``conv_axis``).
 
 from __future__ import annotations
 
-from keras import layers
-
 from benchmark.models.blocks import (
     CONV1D_FRONT_DEFAULTS,
     CONV1D_FRONT_SPACE,
@@ -32,6 +30,8 @@ SEARCH_SPACE = {
 @register_model("cnn1d", DEFAULTS, SEARCH_SPACE)
 def build(input_shape, n_classes, *, dense_units, **front):
     """1D-CNN: three Conv1D blocks with dropout, Flatten, Dense(512) x 2, softmax."""
+    from keras import layers
+
     inputs = spectrogram_input(input_shape)
     x = conv1d_front(inputs, batch_norm=False, **front)
     x = layers.Flatten(name="flatten")(x)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from keras import layers
-
 from benchmark.data.inputs import FRAMES, HANDCRAFTED
 from benchmark.models.blocks import classifier, conv2d_front, dense_stack
 from benchmark.models.network import KerasNetwork
@@ -57,6 +55,8 @@ SEARCH_SPACE = {
 @register_model("combined", DEFAULTS, SEARCH_SPACE, adapter=CombinedNetwork)
 def build(input_shape, n_classes, *, filters, kernel_size, pool_size, dense_units, handcrafted_units, dropout):
     """Combined: 2D-CNN front on the frames + dense branch on handcrafted features, concatenated."""
+    from keras import layers
+
     if not isinstance(input_shape, dict) or set(input_shape) != {FRAMES, HANDCRAFTED}:
         raise ValueError(f"the combined network takes {FRAMES!r} and {HANDCRAFTED!r} inputs, "
                          f"got input size {input_shape}")

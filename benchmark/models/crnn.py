@@ -6,8 +6,6 @@ that returns its whole sequence; Flatten, then a ReLU Dense(64).
 
 from __future__ import annotations
 
-from keras import layers
-
 from benchmark.models.blocks import (
     CONV1D_FRONT_DEFAULTS,
     CONV1D_FRONT_SPACE,
@@ -31,6 +29,8 @@ SEARCH_SPACE = {
 @register_model("crnn", DEFAULTS, SEARCH_SPACE)
 def build(input_shape, n_classes, *, lstm_units, dense_units, **front):
     """CRNN: three Conv1D blocks with batch norm, LSTM(96) over the sequence, Dense(64), softmax."""
+    from keras import layers
+
     inputs = spectrogram_input(input_shape)
     x = conv1d_front(inputs, batch_norm=True, **front)
     x = layers.LSTM(int(lstm_units), activation="tanh", return_sequences=True, name="lstm")(x)

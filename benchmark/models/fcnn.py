@@ -6,8 +6,6 @@ input (1025, 1320) the first layer alone holds 692.7 M of its 693.8 M parameters
 
 from __future__ import annotations
 
-from keras import layers
-
 from benchmark.models.blocks import classifier, dense_stack, spectrogram_input
 from benchmark.models.registry import register_model
 
@@ -25,6 +23,8 @@ SEARCH_SPACE = {
 @register_model("fcnn", DEFAULTS, SEARCH_SPACE)
 def build(input_shape, n_classes, *, units, n_layers, dropout):
     """Fully connected: Flatten, then n_layers x Dense(units, relu), softmax."""
+    from keras import layers
+
     inputs = spectrogram_input(input_shape)
     x = layers.Flatten(name="flatten")(inputs)
     x = dense_stack(x, [units] * int(n_layers), dropout=dropout)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from keras import layers, models
-
 from benchmark.errors import BenchmarkError
 from benchmark.models.network import KerasNetwork
 from benchmark.models.registry import register_model
@@ -49,6 +47,8 @@ SEARCH_SPACE = {
 @register_model("musicnn-finetune", DEFAULTS, SEARCH_SPACE, adapter=PretrainedNetwork)
 def build(input_shape, n_classes, *, pretrained, freeze, dropout):
     """musicnn fine-tuned: pretrained musicnn up to its penultimate layer + a genre softmax (Pons & Serra 2019)."""
+    from keras import layers, models
+
     from benchmark.pretrained.musicnn import FRONTEND_LAYERS, MIDEND_LAYERS, assign_checkpoint, musicnn_body
     from benchmark.pretrained.weights import MODELS, load_weights, weights_file
 

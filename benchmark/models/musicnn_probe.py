@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from keras import layers
 
 from benchmark.models.blocks import classifier, dense_stack
 from benchmark.models.network import KerasNetwork
@@ -55,6 +54,8 @@ SEARCH_SPACE = {
 @register_model("musicnn-probe", DEFAULTS, SEARCH_SPACE, adapter=ProbeNetwork)
 def build(input_shape, n_classes, *, hidden_units, dropout):
     """musicnn probe: standardised embedding, ReLU dense layers with dropout, softmax (Pons & Serra 2019)."""
+    from keras import layers
+
     inputs = layers.Input(shape=tuple(input_shape), name="embedding")
     x = layers.Flatten(name="flat")(inputs) if len(input_shape) > 1 else inputs
     x = layers.Normalization(name=SCALE_LAYER)(x)

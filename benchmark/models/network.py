@@ -2,6 +2,10 @@
 
 Knows nothing of MLflow: tracking hooks in through the ``callbacks`` of :meth:`KerasNetwork.fit`,
 so the runner, the tuner and the tests all train through this one class.
+
+Keras is imported where a network is built, fitted, compiled, saved or loaded, never at import:
+the registry (names, defaults, adapters, search spaces) is read by processes that only check an
+experiment's settings, and must not cost a deep-learning framework's start-up.
 """
 
 from __future__ import annotations
@@ -14,14 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import keras
 import numpy as np
 
-from benchmark import interrupts
 from benchmark.data import inputs
 from benchmark.models.estimator import FitReport, RegisteredEstimator
 
 if TYPE_CHECKING:
+    import keras
+
     from benchmark.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,8 @@ log = logging.getLogger(__name__)
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend so a run repeats exactly on the same backend."""
+    import keras
+
     keras.utils.set_random_seed(int(seed))
 
 
@@ -70,13 +76,17 @@ class KerasNetwork(RegisteredEstimator):
 
     def fit(self, x_train, y_train, x_valid, y_valid, *, training: TrainConfig, seed: int,
             callbacks: Sequence[Any] = (), label: str = "") -> FitReport:
+        import keras
+
+        from benchmark.models._keras_callbacks import EpochProgress
+
         keras.utils.clear_session(free_memory=True)
         seed_everything(seed)
         self._model = None
         with dtype_policy("mixed_float16" if training.mixed_precision else "float32"):
             model = self.build()
         self.adapt(model, x_train)
-        compile_network(model, training.learning_rate)
+        compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
         progress = EpochProgress(label or model.name, training.epochs)
         stopping = early_stopping(training.early_stopping)
         started = time.perf_counter()
@@ -119,21 +129,40 @@ class KerasNetwork(RegisteredEstimator):
         return int(self.build().count_params())
 
     def save(self, folder: Path) -> Path:
+        """Write the network without its optimizer: what predicting needs, a third of Adam's size.
+
+        Keras saves a compiled model's optimizer state too (Adam keeps two slots per weight), so
+        the file of a trained network would be three times its weights, written and then copied
+        into the store for every run, yet :meth:`load` never reads it.
+        """
         path = Path(folder) / f"model{self.suffix}"
-        self.build().save(path)
+        model = self.build()
+        optimizer = getattr(model, "optimizer", None)
+        model.optimizer = None
+        try:
+            model.save(path)
+        finally:
+            model.optimizer = optimizer
         return path
 
     @classmethod
     def load(cls, path: Path) -> KerasNetwork:
         """A saved network, ready to predict (``compile=False``: no optimizer state is needed)."""
+        import keras
+
         model = keras.saving.load_model(path, compile=False)
         return cls(_already_built, None, int(model.output_shape[-1]), {}, model=model)
 
 
-def compile_network(model: Any, learning_rate: float) -> None:
-    """The study's optimiser, loss and metric: Adam, sparse categorical cross-entropy, accuracy."""
+def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto") -> None:
+    """The study's optimiser, loss and metric: Adam, sparse categorical cross-entropy, accuracy.
+
+    ``jit_compile`` is ``[train] jit_compile``: XLA on, off, or Keras's choice (``auto``).
+    """
+    import keras
+
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
 
 
 def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
@@ -142,6 +171,8 @@ def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
     weights, whether or not it stopped early, so the network scored is the best one seen."""
     if not settings.enabled:
         return None
+    import keras
+
     return keras.callbacks.EarlyStopping(monitor=settings.monitor, patience=settings.patience,
                                          min_delta=settings.min_delta, start_from_epoch=settings.start_from_epoch,
                                          restore_best_weights=True)
@@ -151,6 +182,8 @@ def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
 def dtype_policy(name: str) -> Iterator[None]:
     """Build layers under Keras's dtype policy ``name`` (``mixed_float16``), then restore the
     previous one: the policy is global, and must not leak into the next run's network."""
+    import keras
+
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(name)
     try:
@@ -161,31 +194,3 @@ def dtype_policy(name: str) -> Iterator[None]:
 
 def _already_built(*_args, **_kwargs):
     raise RuntimeError("a loaded network cannot be rebuilt")
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """A one-line log per epoch: loss and accuracy on train and validation, and its duration."""
-
-    def __init__(self, label: str, epochs: int):
-        super().__init__()
-        self.label = label
-        self.epochs = epochs
-        self._started = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._started = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        interrupts.check()  # a Ctrl-C or SIGTERM that a library swallowed stops training here
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        figures = " ".join(
-            f"{key} {logs[key]:.4f}"
-            for key in ("loss", "accuracy", "val_loss", "val_accuracy")
-            if key in logs
-        )
-        log.info(
-            "%s epoch %d/%d: %s (%.1fs)",
-            self.label, epoch + 1, self.epochs, figures, time.perf_counter() - self._started,
-        )

@@ -36,7 +36,7 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     """Fit a fresh, seeded ``architecture`` network with Keras alone; only ``model.fit`` is timed.
 
     Built through :func:`benchmark.models.create_estimator` so its layers are exactly the
-    harness's; compiled with the optimiser, loss and metric :class:`~benchmark.models.network.KerasNetwork`
+    harness's; compiled with the optimiser, loss, metric and XLA setting :class:`~benchmark.models.network.KerasNetwork`
     uses. ``training`` gives the batch size and learning rate; ``epochs`` is how many the
     harness's fit ran.
     """
@@ -52,7 +52,7 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     estimator = create_estimator(architecture, shape_of(x_train), n_classes, **hyperparameters)
     model = estimator.build()
     estimator.adapt(model, x_train)
-    compile_network(model, training.learning_rate)
+    compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
     started = time.perf_counter()
     model.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
               batch_size=training.batch_size, shuffle=True, verbose=0)
