@@ -12,7 +12,10 @@ in well under a second rather than the 5-7 s those imports take. The server fork
 has run any TensorFlow operation, so no thread pool is copied half-way.
 
 What each unit's process does is :meth:`benchmark.runner.BatchContext.run` (its MLflow run,
-lease, logging and failure record are the same as in one process). Signals stay the batch's:
+lease, logging and failure record are the same as in one process). It tells the batch once it
+has fitted and scored its model (:meth:`UnitProcess.wait_scored`), and the batch starts the next
+unit while this one logs its run: writing artifacts, plots and the audio model takes 1-3 s per
+network, which no longer holds up training. Signals stay the batch's:
 Ctrl-C and SIGTERM reach the batch's process, which asks the unit's process to stop (SIGTERM:
 it marks its run KILLED and exits), and a unit's process dies with the batch's process, even
 after ``kill -9``.
@@ -29,6 +32,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +55,7 @@ PRELOADED = ("benchmark.runner", "benchmark.tracking", "benchmark.models", "benc
 WATCH_SECONDS = 1.0
 #: Seconds a unit's process gets to mark its run KILLED after SIGTERM, before SIGKILL.
 STOP_GRACE_SECONDS = 30.0
+_PENDING = object()  # no outcome received yet
 
 
 @dataclass(frozen=True)
@@ -72,41 +77,98 @@ class UnitProcessError(Exception):
     """A unit's exception that could not cross the process boundary: its type, text and traceback."""
 
 
+@dataclass(frozen=True)
+class _Scored:
+    """The unit has fitted and scored its model; it goes on logging the run."""
+
+
+class UnitProcess:
+    """One unit running in a fresh process, from its start to its summary row or its failure.
+
+    :meth:`wait_scored` returns once the unit has fitted and scored its model, while the unit's
+    process goes on logging the run (artifacts, plots, the audio model): the batch starts the
+    next unit meanwhile, so logging does not hold up training. :meth:`result` waits for the end.
+    """
+
+    def __init__(self, context: BatchContext, unit: Unit):
+        server = _server_context()
+        self._context, self.unit = context, unit
+        self._receiver, sender = server.Pipe(duplex=False)
+        self._process = server.Process(
+            target=_unit_process, name=f"unit {unit.model} seed {unit.seed}",
+            args=(sender, context, unit, os.getpid(), dict(os.environ), logging.getLogger().level))
+        self._process.start()
+        sender.close()  # ours: the pipe reads EOF once the unit's process has gone
+        self._outcome: object = _PENDING
+
+    def wait_scored(self) -> bool:
+        """Wait until the unit has scored its model: True while it still logs, False if it has ended
+        (finished, failed or died); :meth:`result` then says which."""
+        if self._outcome is _PENDING:
+            message = self._receive()
+            if isinstance(message, _Scored):
+                return True
+            self._outcome = message
+        return False
+
+    def result(self) -> RunSummary:
+        """The unit's summary row, once its process has ended; its failure re-raised.
+
+        Raises :class:`benchmark.unit.UnitFailed` as ``context.run`` does, and
+        :class:`benchmark.interrupts.Interrupted` where the unit's process itself was signalled.
+        """
+        from benchmark.unit import UnitFailed
+
+        while self._outcome is _PENDING or isinstance(self._outcome, _Scored):
+            self._outcome = self._receive()
+        self._receiver.close()
+        self._process.join()
+        outcome = self._outcome
+        if outcome is None:
+            reason = _exit_reason(self._process.exitcode)
+            _reap_unit_runs(self._context)
+            raise UnitFailed(BenchmarkError(f"the unit's process died ({reason})"), None)
+        if isinstance(outcome, _Interrupted):  # someone signalled the unit's process itself
+            from benchmark.interrupts import Interrupted
+
+            raise Interrupted(outcome.signum)
+        if isinstance(outcome, _Failed):
+            raise UnitFailed(outcome.error, outcome.run_id)
+        return outcome
+
+    def _receive(self) -> object:
+        try:
+            return self._receiver.recv()
+        except EOFError:  # the process ended without a word: killed, or it crashed
+            return None
+
+
+def stop_units(units: Sequence[UnitProcess]) -> None:
+    """Stop the units' processes (Ctrl-C, SIGTERM, or the batch stopping on a failure): SIGTERM to
+    each at once, a grace period for each to record its run KILLED, then SIGKILL."""
+    processes = [unit._process for unit in units if unit._process.is_alive()]
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
 def run_in_fresh_process(context: BatchContext, unit: Unit) -> RunSummary:
     """``context.run(unit)`` in a process of its own; its summary row, or its failure re-raised.
 
     Raises :class:`benchmark.runner.UnitFailed` as ``context.run`` does, and the
     :class:`KeyboardInterrupt` of a Ctrl-C or SIGTERM once the unit's process has stopped.
     """
-    from benchmark.unit import UnitFailed
-
-    server = _server_context()
-    receiver, sender = server.Pipe(duplex=False)
-    process = server.Process(target=_unit_process, name=f"unit {unit.model} seed {unit.seed}",
-                             args=(sender, context, unit, os.getpid(), dict(os.environ), logging.getLogger().level))
-    process.start()
-    sender.close()  # ours: the pipe reads EOF once the unit's process has gone
+    process = UnitProcess(context, unit)
     try:
-        outcome = receiver.recv()
-    except EOFError:
-        outcome = None
+        return process.result()
     except BaseException:  # Ctrl-C or SIGTERM: let the unit mark its run KILLED, then go
-        _stop(process)
+        stop_units([process])
         raise
-    finally:
-        receiver.close()
-    process.join()
-    if outcome is None:
-        reason = _exit_reason(process.exitcode)
-        _reap_unit_runs(context)
-        raise UnitFailed(BenchmarkError(f"the unit's process died ({reason})"), None)
-    if isinstance(outcome, _Interrupted):  # someone signalled the unit's process itself
-        from benchmark.interrupts import Interrupted
-
-        raise Interrupted(outcome.signum)
-    if isinstance(outcome, _Failed):
-        raise UnitFailed(outcome.error, outcome.run_id)
-    return outcome
 
 
 def start_server() -> None:
@@ -123,16 +185,6 @@ def _server_context():
     # Only read when the server starts (once per batch process); the same list every time.
     context.set_forkserver_preload(list(PRELOADED))
     return context
-
-
-def _stop(process) -> None:
-    """SIGTERM, a grace period for the unit to record itself KILLED, then SIGKILL."""
-    if process.is_alive():
-        process.terminate()
-        process.join(STOP_GRACE_SECONDS)
-    if process.is_alive():
-        process.kill()
-        process.join()
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -170,7 +222,7 @@ def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, env
     tracking.use_store(context.tracking_uri)
     with interrupts.handled():
         try:
-            outcome = context.run(unit)
+            outcome = context.run(unit, scored=lambda: sender.send(_Scored()))
         except UnitFailed as failed:
             outcome = _Failed(failed.run_id, _portable(failed.error))
         except KeyboardInterrupt as stopped:

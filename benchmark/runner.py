@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -109,13 +109,15 @@ class BatchResult:
 
 def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, experiment_id: str,
              batch_id: str, tracking_uri: str, models: Sequence[str] = (), setup: ModelSetup | None = None,
-             supersedes: Sequence[str] = (), callbacks: Sequence = ()) -> RunSummary:
+             supersedes: Sequence[str] = (), callbacks: Sequence = (),
+             scored: Callable[[], None] | None = None) -> RunSummary:
     """Fit and score one unit inside its own MLflow run; returns its summary row.
 
     ``setup`` is the model entry's resolved settings, where the caller has them already;
     ``models`` the batch's model list (recorded for ``--resume``); ``supersedes`` the ids of
     the unit's earlier attempts, tagged as replaced by this run; ``callbacks`` go to the fit
-    beside the epoch logger. A failure is re-raised as
+    beside the epoch logger; ``scored`` is called once the model is fitted and scored, before
+    the run's artifacts and model are logged. A failure is re-raised as
     :class:`UnitFailed` after the run records its reason and traceback.
     """
     from benchmark import tracking
@@ -144,6 +146,8 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
                          len(data.subset("train").y), len(data.split.train), run_id)
                 result = fit_and_score(config, prepared, unit, setup=setup, callbacks=[tracking.epoch_logger(), *callbacks])
                 interrupts.check()
+                if scored is not None:
+                    scored()
                 with stage("logging", unit.model):
                     uris = tracking.log_run(result, config)
             except Exception as error:
@@ -285,11 +289,12 @@ class BatchContext:
     models: list[str]
     earlier_attempts: dict[Unit, list[str]]
 
-    def run(self, unit: Unit, *, supersedes: Sequence[str] | None = None, callbacks: Sequence = ()) -> RunSummary:
-        """Run one unit (raises :class:`UnitFailed`)."""
+    def run(self, unit: Unit, *, supersedes: Sequence[str] | None = None, callbacks: Sequence = (),
+            scored: Callable[[], None] | None = None) -> RunSummary:
+        """Run one unit (raises :class:`UnitFailed`); ``scored`` as :func:`run_unit` says."""
         return run_unit(self.config, self.prepared[unit.model], unit, experiment_id=self.experiment_id,
                         batch_id=self.batch_id, tracking_uri=self.tracking_uri, models=self.models,
-                        setup=self.setups[unit.model], callbacks=callbacks,
+                        setup=self.setups[unit.model], callbacks=callbacks, scored=scored,
                         supersedes=self.earlier_attempts.get(unit, ()) if supersedes is None else supersedes)
 
     def failure(self, unit: Unit, reason: str) -> UnitFailure:
@@ -327,19 +332,62 @@ class BatchContext:
 
 def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False):
     """Run ``units`` one after another, in this process or each in a fresh one: (summaries, failures)."""
-    from benchmark.isolation import run_in_fresh_process
-
+    if fresh_processes:
+        return _run_in_fresh_processes(context, units, keep_going)
     runs, failures = [], []
     for unit in units:
         interrupts.check()
         try:
-            runs.append(run_in_fresh_process(context, unit) if fresh_processes else context.run(unit))
+            runs.append(context.run(unit))
         except UnitFailed as failed:
-            if not keep_going:
-                raise
-            failures.append(failure_of(unit, failed))
-            log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, failures[-1].reason)
+            _record_failure(unit, failed, failures, keep_going)
     return runs, failures
+
+
+def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_going: bool):
+    """Each unit in a process of its own (:mod:`benchmark.isolation`), one training at a time.
+
+    Once a unit has scored its model, the next unit starts while the first logs its run, so
+    logging overlaps training instead of holding it up: at most two units' processes live at
+    once. A failure stops the batch (the next unit, already started, is stopped and its run
+    marked KILLED, for ``--resume``) unless ``keep_going``.
+    """
+    from benchmark.isolation import UnitProcess, stop_units
+
+    runs, failures = [], []
+    logging_unit = current = None  # the previous unit, still logging its run; the one training
+
+    def collect(process: UnitProcess) -> None:
+        try:
+            runs.append(process.result())
+        except UnitFailed as failed:
+            _record_failure(process.unit, failed, failures, keep_going)
+
+    try:
+        for unit in units:
+            interrupts.check()
+            current = UnitProcess(context, unit)
+            if logging_unit is not None:
+                collect(logging_unit)
+                logging_unit = None
+            if current.wait_scored():
+                logging_unit = current
+            else:  # it ended before scoring (it failed, or its process died): nothing to overlap
+                collect(current)
+        if logging_unit is not None:
+            collect(logging_unit)
+    except BaseException:  # Ctrl-C, SIGTERM or a failure: the live units mark their runs KILLED
+        stop_units([process for process in (logging_unit, current) if process is not None])
+        raise
+    return runs, failures
+
+
+def _record_failure(unit: Unit, failed: UnitFailed, failures: list[UnitFailure], keep_going: bool) -> None:
+    """A failed unit: re-raised, or under ``keep_going`` recorded and logged."""
+    if not keep_going:
+        raise failed
+    failures.append(failure_of(unit, failed))
+    log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, failures[-1].reason)
 
 
 def failure_of(unit: Unit, failed: UnitFailed) -> UnitFailure:

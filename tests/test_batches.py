@@ -50,6 +50,9 @@ def test_a_batch_killed_mid_unit_resumes_to_the_same_report_as_an_uninterrupted_
     timeline = [("start", time.monotonic())]
     process, log = start_run(tmp_path, "--model", "cnn2d", "fcnn", "--seeds", "0", "1", *SMOKE)
     wait_for_line(process, log, "cnn2d seed 1: training")  # the second unit
+    # The first unit logs its run while the second trains: kill once it has finished, so one
+    # unit is left unfinished (killed while both ran, both would be, and the resume runs both).
+    wait_for_line(process, log, "cnn2d seed 0: test accuracy")
     process.kill()
     process.wait()
     timeline.append(("SIGKILL in unit 2", time.monotonic()))

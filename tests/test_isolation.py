@@ -2,6 +2,8 @@
 
 - results: a batch run in fresh processes (the CLI's default) scores exactly as ``--in-process``,
   and its units ran in processes of their own;
+- overlap: the next unit starts once a unit has scored its model, while it logs; a failure while
+  logging stops the batch and the unit already started (unless ``keep_going``);
 - failures: a unit's error crosses the process boundary (as itself where it pickles, else as a
   :class:`UnitProcessError` with its traceback), a unit's process that dies is a failure and its
   run is marked KILLED;
@@ -172,8 +174,14 @@ class FailingContext(BatchContext):
     """A batch context whose units fail, in the unit's process, as ``how`` says."""
 
     how: str = "unpicklable"
+    #: Where units of the ``log-slowly``/``fail-logging`` kinds write when they start and end.
+    journal: str = ""
+    #: How long those units' seeds after 0 train.
+    later_seconds: float = 3.0
 
-    def run(self, unit, *, supersedes=None, callbacks=()):
+    def run(self, unit, *, supersedes=None, callbacks=(), scored=None):
+        if self.how in ("log-slowly", "fail-logging"):
+            return self._score_then_log(unit, scored)
         if self.how == "unpicklable":
             raise UnitFailed(raise_and_catch(Unpicklable(f"{unit.model} broke")), "run-of-the-unit")
         if self.how == "picklable":
@@ -187,6 +195,31 @@ class FailingContext(BatchContext):
             print(run.info.run_id, file=sys.stderr)
             os.kill(os.getpid(), signal.SIGKILL)
         return f"{unit.model} ran in {os.getpid()}"
+
+    def _score_then_log(self, unit, scored):
+        """Seed 0 scores at once, then "logs" for 2 s (or fails doing so); later seeds train for
+        ``later_seconds``, unless they are stopped."""
+        def note(event: str) -> None:
+            with open(self.journal, "a") as journal:
+                journal.write(f"{unit.seed} {event} {time.time()} {os.getpid()}\n")
+
+        note("start")
+        if unit.seed == 0:
+            scored()
+            time.sleep(2.0)
+            if self.how == "fail-logging":
+                raise UnitFailed(BenchmarkError("the store is full"), "run-of-seed-0")
+        else:
+            time.sleep(self.later_seconds)
+            scored()
+        note("end")
+        return f"{unit.model} seed {unit.seed} ran in {os.getpid()}"
+
+
+def journal_of(path: Path) -> dict[tuple[int, str], tuple[float, int]]:
+    """{(seed, "start"/"end"): (time, pid)} from a journal the units wrote."""
+    entries = (line.split() for line in path.read_text().splitlines())
+    return {(int(seed), event): (float(when), int(pid)) for seed, event, when, pid in entries}
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +240,9 @@ def failing_context(store):
     uri, experiment_id = store
     tracking.connect(uri)  # the global store, where the batch's process reaps its units' runs
 
-    def context(how: str) -> FailingContext:
+    def context(how: str, journal: Path | None = None, later_seconds: float = 3.0) -> FailingContext:
         return FailingContext(load_experiment("smoke"), {}, {}, experiment_id, f"batch-{how}", uri, ["fcnn"], {},
-                              how=how)
+                              how=how, journal=str(journal or ""), later_seconds=later_seconds)
 
     return context
 
@@ -247,6 +280,44 @@ def test_a_unit_process_that_dies_is_a_failure_and_its_run_is_marked_killed(fail
         [context.experiment_id], filter_string=f"tags.batch_id = '{context.batch_id}'")
     assert run.info.status == "KILLED"
     assert "is gone" in run.data.tags[KILLED_REASON_TAG]
+
+
+def run_batch_in_fresh_processes(context, seeds, keep_going=False):
+    from benchmark.runner import _run_here
+
+    return _run_here(context, [Unit("fcnn", seed, 0) for seed in seeds], keep_going, fresh_processes=True)
+
+
+def test_the_next_unit_trains_while_the_previous_one_logs(failing_context, tmp_path):
+    journal = tmp_path / "journal"
+    runs, failures = run_batch_in_fresh_processes(failing_context("log-slowly", journal), [0, 1])
+    assert failures == []
+    assert [run.partition(" ran in ")[0] for run in runs] == ["fcnn seed 0", "fcnn seed 1"]
+    events = journal_of(journal)
+    # Seed 1 started once seed 0 had scored, before seed 0 had finished logging.
+    assert events[(1, "start")][0] < events[(0, "end")][0]
+    assert events[(1, "start")][1] != events[(0, "start")][1]
+
+
+def test_a_failure_while_logging_stops_the_batch_and_the_unit_it_started(failing_context, tmp_path):
+    journal = tmp_path / "journal"
+    started = time.monotonic()
+    with pytest.raises(UnitFailed) as failed:
+        run_batch_in_fresh_processes(failing_context("fail-logging", journal, later_seconds=120.0), [0, 1])
+    assert str(failed.value.error) == "the store is full" and failed.value.run_id == "run-of-seed-0"
+    assert time.monotonic() - started < 60  # seed 1 (two minutes long) was stopped, not waited for
+    events = journal_of(journal)
+    assert (1, "start") in events and (1, "end") not in events
+    assert _stat(events[(1, "start")][1]) is None, "the unit started next still runs"
+
+
+def test_under_keep_going_a_failure_while_logging_is_recorded_and_the_batch_goes_on(failing_context, tmp_path):
+    journal = tmp_path / "journal"
+    context = failing_context("fail-logging", journal, later_seconds=1.0)
+    runs, failures = run_batch_in_fresh_processes(context, [0, 1], keep_going=True)
+    assert [run.partition(" ran in ")[0] for run in runs] == ["fcnn seed 1"]
+    assert [(failure.seed, failure.run_id, failure.reason) for failure in failures] == [
+        (0, "run-of-seed-0", "the store is full")]
 
 
 # --- signals to the batch's process ------------------------------------------------------------------
