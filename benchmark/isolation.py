@@ -171,15 +171,6 @@ def run_in_fresh_process(context: BatchContext, unit: Unit) -> RunSummary:
         raise
 
 
-def start_server() -> None:
-    """Start the server units are forked from, without waiting for it: it imports TensorFlow
-    and the rest (5-7 s) while the batch prepares its data, rather than before the first unit."""
-    from multiprocessing import forkserver
-
-    _server_context()
-    forkserver.ensure_running()
-
-
 def _server_context():
     context = multiprocessing.get_context("forkserver")
     # Only read when the server starts (once per batch process); the same list every time.

@@ -250,10 +250,6 @@ def run_experiment(
     for name, setup in setups.items():
         log.info("  %s: %s", name, setup.describe())
     needed = list(dict.fromkeys(unit.model for unit in todo))
-    if fresh_processes and ray is None and todo:
-        from benchmark.isolation import start_server
-
-        start_server()
     prepared = prepare_models(config, needed, progress=progress) if needed else {}
     protocol = next(iter(prepared.values())).plan.protocol if prepared else config.split.protocol
     context = BatchContext(config, prepared, setups, experiment_id, batch_id, uri, list(model_names),
