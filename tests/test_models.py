@@ -157,15 +157,17 @@ def test_combined_network_takes_frames_and_a_scaled_handcrafted_vector():
 def test_a_saved_network_holds_its_weights_not_its_optimizer(tmp_path):
     # Adam keeps two slots per weight: saved with the network they would triple every run's
     # model file; predicting never reads them.
+    # Keras alone (no harness config): tox runs this file with nothing but Keras and a backend.
     import zipfile
 
-    from benchmark.config import TrainConfig
     from benchmark.models import create_estimator, load_estimator
+    from benchmark.models.network import compile_network
 
     estimator = create_estimator("fcnn", SMALL_INPUT, N_CLASSES, units=64, n_layers=2)
     rng = np.random.default_rng(0)
     x, y = rng.random((16, *SMALL_INPUT), dtype=np.float32), np.arange(16) % N_CLASSES
-    estimator.fit(x, y, x, y, training=TrainConfig(epochs=1, batch_size=8), seed=0)
+    compile_network(estimator.native, 1e-2)
+    estimator.native.fit(x, y, epochs=1, batch_size=8, verbose=0)
     path = estimator.save(tmp_path)
 
     weights_bytes = 4 * estimator.count_params()
