@@ -154,6 +154,7 @@ def test_commands_starting_together_on_a_new_store_all_record_their_runs(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.batches  # concurrency: in the `batches` env, to keep the default suite near 15 minutes
 def test_two_run_commands_started_together_on_a_new_store_both_finish(tmp_path, shared_cache):
     # The reproduction: `run ... & run ... --seeds 1 & wait` on an empty folder.
     uri = f"sqlite:///{tmp_path / 'x' / 'mlflow.db'}"

@@ -95,6 +95,7 @@ def stop(process: subprocess.Popen) -> None:
 
 # --- fresh processes give the same batch ----------------------------------------------------------------
 
+@pytest.mark.batches  # two whole batches: in the `batches` env, to keep the default suite near 15 minutes
 def test_fresh_processes_score_like_one_process_and_each_unit_runs_in_its_own(tmp_path):
     from benchmark.cli import main
 

@@ -147,6 +147,7 @@ def test_unknown_hyperparameter_in_the_space_fails_before_any_trial():
         load_experiment("smoke", ['tuning.cnn2d.filterz={type = "int", low = 1, high = 4}'])
 
 
+@pytest.mark.batches  # concurrency: in the `batches` env, to keep the default suite near 15 minutes
 def test_two_parallel_workers_lose_and_duplicate_no_trial(tmp_path):
     _, outcome = tune(tmp_path, trials=4, jobs=2)
     found, study = states(outcome.storage, "smoke-cnn2d")
