@@ -84,6 +84,49 @@ def test_feature_values_equal_direct_librosa_calls_on_real_music():
         assert values[column] == pytest.approx(float(expected), rel=1e-4, abs=1e-7), column
 
 
+def test_statistics_are_those_of_librosas_own_hpss_bit_for_bit(monkeypatch):
+    """The separation runs its median filters a line at a time (handcrafted.hpss): same values as
+    librosa.decompose.hpss, on music, noise, clicks, silence and clips shorter than its kernel."""
+    import librosa
+
+    from benchmark.data import handcrafted
+
+    sr = 22050
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * sr) / sr
+    chord = sum(np.sin(2 * np.pi * f * t) for f in (220.0, 277.2, 329.6)) * np.sin(2 * np.pi * 0.5 * t) ** 2
+    clicks = np.zeros(t.size)
+    clicks[:: sr // 4] = 1.0
+    mix = (0.2 * chord + clicks + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    clips = [mix, mix[: 7 * 512], mix[:1000], np.zeros(sr, np.float32), mix[: sr] * 1e-6]
+    if EXCERPTS.is_dir():
+        clips.append(real_clip()[0])
+    for y in clips:
+        stft = librosa.stft(librosa.util.fix_length(y, size=max(y.size, 2048)))
+        for fast, reference in zip(handcrafted.hpss(stft), librosa.decompose.hpss(stft), strict=True):
+            assert fast.dtype == reference.dtype
+            np.testing.assert_array_equal(fast, reference)
+    vectors = [clip_statistics(y, sr) for y in clips]
+    monkeypatch.setattr(handcrafted, "hpss", librosa.decompose.hpss)
+    for y, vector in zip(clips, vectors, strict=True):
+        np.testing.assert_array_equal(vector, clip_statistics(y, sr))
+
+
+def test_extracted_vectors_are_clip_statistics_with_one_blas_thread(tone_tree, tmp_path):
+    """Worker processes compute each clip's statistics with one BLAS thread: bit for bit the reference."""
+    from benchmark.data.features import extract_features
+    from benchmark.data.handcrafted import one_blas_thread
+    from benchmark.data.tracks import discover_tracks, load_audio
+
+    params = FeatureParams(representation="handcrafted", frames=40)
+    extracted = extract_features(discover_tracks(tone_tree), params, tmp_path, workers=2, progress=False)
+    with one_blas_thread():
+        expected = [clip_statistics(load_audio(track.path, params.sample_rate)[: params.n_samples],
+                                    params.sample_rate) for track in extracted.tracks]
+    assert extracted.inputs.shape == (12, 83)
+    np.testing.assert_array_equal(extracted.inputs, np.stack(expected))
+
+
 def test_segment_vectors_are_the_statistics_of_each_segments_audio():
     y, sr = real_clip()
     params = FeatureParams(representation="handcrafted", frames=431, handcrafted_extras=False)

@@ -30,6 +30,9 @@ from typing import Any
 #: Seconds between a watchdog's looks at its parent, where there is no parent-death signal.
 WATCHDOG_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+#: glibc's ``mallopt`` parameters (<malloc.h>), and what a worker sets them to (:func:`_keep_freed_memory`).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
 
 
 def map_in_processes(
@@ -181,11 +184,28 @@ def _start_worker(parent_pid: int) -> None:
     if sys.platform.startswith("linux"):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
         if os.getppid() != parent_pid:  # the parent died before the signal was armed
             os.kill(os.getpid(), signal.SIGTERM)
+        _keep_freed_memory(libc)
     else:
         threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _keep_freed_memory(libc) -> None:
+    """Let a worker reuse the memory it frees for its next item, rather than fault in fresh pages.
+
+    An item's arrays (a clip's spectrograms, megabytes each) are freed when it ends, and glibc
+    gives blocks that large back to the kernel (unmapped, or trimmed off the heap's top): the
+    next item faults in zeroed pages again, 14,000 faults and 20 ms of system time for each
+    handcrafted clip, 15% of its cost. Served from the heap up to 32 MiB and trimmed only past
+    64 MiB free, the same pages serve every item. glibc's ``mallopt``; elsewhere (musl) a no-op.
+    """
+    mallopt = getattr(libc, "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
+        mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES)
 
 
 def _watch_parent(parent_pid: int) -> None:
