@@ -293,6 +293,10 @@ class BatchContext:
                         setup=self.setups[unit.model], callbacks=callbacks, scored=scored,
                         supersedes=self.earlier_attempts.get(unit, ()) if supersedes is None else supersedes)
 
+    def gather(self, unit: Unit) -> None:
+        """Gather the inputs of ``unit``'s split now (a no-op once they are), in this process."""
+        self.prepared[unit.model].split(unit.split_index)
+
     def failure(self, unit: Unit, reason: str) -> UnitFailure:
         """A unit failed outside any run of its own (its worker lost, say)."""
         return UnitFailure(unit.model, unit.seed, unit.split_index, None, reason)
@@ -362,6 +366,11 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
     try:
         for unit in units:
             interrupts.check()
+            try:  # here, once per split: every unit's process maps the same gathered files
+                context.gather(unit)
+            except Exception as error:
+                _record_failure(unit, UnitFailed(error, None), failures, keep_going)
+                continue
             current = UnitProcess(context, unit)
             if logging_unit is not None:
                 collect(logging_unit)

@@ -180,6 +180,9 @@ class FailingContext(BatchContext):
     #: How long those units' seeds after 0 train.
     later_seconds: float = 3.0
 
+    def gather(self, unit):
+        pass  # no data: these units never read any
+
     def run(self, unit, *, supersedes=None, callbacks=(), scored=None):
         if self.how in ("log-slowly", "fail-logging"):
             return self._score_then_log(unit, scored)

@@ -221,7 +221,9 @@ def test_standardizer_never_sees_validation_or_test_inputs(tone_tree, tmp_path):
     prepared = prepare_data(config, progress=False)
     split = prepared.plan.splits[0]
     held_out = prepared.features.rows_of(np.concatenate([split.valid, split.test]))
-    prepared.features.inputs[held_out] += np.float16(500.0)
+    planted = np.array(prepared.features.inputs)  # the extracted inputs are read-only: plant in a copy
+    planted[held_out] += np.float16(500.0)
+    prepared.features.inputs = planted
     data = prepared.split(0)
     train_rows = prepared.features.rows_of(split.train)
     raw_train = prepared.features.inputs[train_rows].astype(np.float64)

@@ -1,0 +1,137 @@
+"""A batch's large arrays as read-only files, mapped rather than held, and shared by path.
+
+Why: a batch's model inputs (every clip's, then one split's train, validation and test arrays)
+went to each unit's process by pickle, so each unit held a private copy of them and gathered
+its split again: 170 MB per unit at the default input, 5.4 GB at the study's 1025 x 1320 input
+on 1,000 clips. Written once into a scratch file and mapped read-only (``np.memmap``), they live
+in the page cache: a unit's process maps them in milliseconds and reads only what it touches,
+every process reads the same pages, and the kernel can drop clean pages under pressure rather
+than swap them.
+
+Scratch files sit in ``<cache>/scratch/<pid>-<token>/`` (on disk, beside the feature cache; not
+in ``/tmp``, which may be memory). A file is removed once its array is garbage collected, the
+folder when the process that made it exits; a folder whose process died without that (``kill
+-9``) is removed by the next process that makes one.
+
+Sharing by path applies to multiprocessing's pickling (:class:`multiprocessing.reduction.ForkingPickler`:
+unit processes, process pools), which only ever reaches processes on this machine. Other
+pickling (Ray's, to workers that may run elsewhere) still copies the values.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable
+from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.paths import writable_cache_root
+
+log = logging.getLogger(__name__)
+
+SCRATCH = "scratch"
+
+_folder: Path | None = None
+_folder_pid: int | None = None
+
+
+def scratch_folder() -> Path:
+    """This process's scratch folder, made on first use (and stale folders of dead processes removed)."""
+    global _folder, _folder_pid
+    if _folder is None or _folder_pid != os.getpid():  # a forked child makes its own
+        root = writable_cache_root() / SCRATCH
+        root.mkdir(exist_ok=True)
+        _remove_stale(root)
+        _folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
+        _folder_pid = os.getpid()
+        atexit.register(_remove_own, _folder, _folder_pid)
+    return _folder
+
+
+def mapped_array(shape: tuple[int, ...], dtype, fill: Callable[[np.ndarray], None], *, name: str = "array") -> np.ndarray:
+    """A read-only array of ``shape`` and ``dtype`` backed by a scratch file, its values written by ``fill``.
+
+    ``fill`` receives the writable array (mapped from the file) and writes every element; it
+    may write a chunk at a time, so that no copy of the whole array is ever in memory. The file
+    is removed once the returned array (and every view of it) is garbage collected.
+    """
+    handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".npy", dir=scratch_folder())
+    os.close(handle)
+    try:
+        if np.prod(shape) == 0:  # np.memmap cannot map an empty file
+            np.save(path, np.empty(shape, dtype), allow_pickle=False)
+            return np.load(path, allow_pickle=False)
+        writable = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+        fill(writable)
+        writable.flush()
+        del writable  # unmapped: the written pages leave this process (they stay in the page cache)
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except BaseException:
+        _unlink(path)
+        raise
+    weakref.finalize(array, _unlink, path)
+    return array
+
+
+def mapped_copy(array: np.ndarray, *, name: str = "array") -> np.ndarray:
+    """``array``'s values in a read-only scratch-file array (see :func:`mapped_array`)."""
+
+    def fill(out: np.ndarray) -> None:
+        out[...] = array
+
+    return mapped_array(array.shape, array.dtype, fill, name=name)
+
+
+def _reduce_memmap(array: np.memmap):
+    """Pickle a whole-file read-only map as its path, for processes on this machine; copy anything else."""
+    whole_file = (array.base is not None and array.base is getattr(array, "_mmap", None)
+                  and array.mode == "r" and array.filename is not None)
+    if whole_file:
+        order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
+        return _open_mapped, (array.filename, array.dtype.str, array.shape, array.offset, order)
+    return np.asarray, (array.view(np.ndarray),)  # a slice or a writable map: its values, as plain pickling
+
+
+def _open_mapped(path: str, dtype: str, shape: tuple[int, ...], offset: int, order: str) -> np.ndarray:
+    return np.memmap(path, dtype=np.dtype(dtype), mode="r", shape=shape, offset=offset, order=order)
+
+
+ForkingPickler.register(np.memmap, _reduce_memmap)
+
+
+def _unlink(path: str | Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:  # gone already (its folder removed at exit), or the cache was cleared
+        pass
+
+
+def _remove_own(folder: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the atexit hook
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the scratch folders of processes that no longer run (killed before they could)."""
+    for folder in root.iterdir():
+        owner = folder.name.partition("-")[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            log.debug("removing %s, left by process %s", folder, owner)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -1,0 +1,120 @@
+"""Scratch files: a batch's large arrays mapped read-only, shared with its processes by path."""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
+from multiprocessing.reduction import ForkingPickler
+
+import numpy as np
+import pytest
+
+from benchmark.config import load_experiment
+from benchmark.data import scratch
+
+
+@pytest.fixture
+def fresh_scratch(tmp_path, monkeypatch):
+    """A cache of its own, and a scratch folder made anew in it."""
+    monkeypatch.setenv("GENRE_BENCHMARK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(scratch, "_folder", None)
+    return tmp_path / "cache" / scratch.SCRATCH
+
+
+def _receive_and_describe(connection) -> None:
+    array = connection.recv()
+    connection.send((type(array).__name__, getattr(array, "filename", None), float(array.astype(np.float64).sum())))
+
+
+def test_a_mapped_array_reaches_another_process_as_its_file_not_its_values(fresh_scratch):
+    values = np.arange(256 * 1024, dtype=np.float16).reshape(256, 1024)
+    mapped = scratch.mapped_copy(values, name="inputs")
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, values)
+    assert len(ForkingPickler.dumps(mapped)) < 1024  # its path, not its 512 kB
+
+    ours, theirs = multiprocessing.Pipe()
+    child = multiprocessing.get_context("fork").Process(target=_receive_and_describe, args=(theirs,))
+    child.start()
+    ours.send(mapped)
+    kind, filename, total = ours.recv()
+    child.join()
+    assert (kind, filename) == ("memmap", mapped.filename)
+    assert total == float(values.astype(np.float64).sum())
+
+
+def test_anything_but_a_whole_mapped_file_crosses_by_value(fresh_scratch):
+    mapped = scratch.mapped_copy(np.arange(4096, dtype=np.float32).reshape(64, 64), name="inputs")
+    for part in (mapped[8:16], mapped[:, 3], mapped[[1, 5]]):
+        received = pickle.loads(ForkingPickler.dumps(part))
+        assert getattr(received, "filename", None) is None
+        np.testing.assert_array_equal(received, part)
+    # Ray and other pickling may reach another machine: they get the values too.
+    assert getattr(pickle.loads(pickle.dumps(mapped)), "_mmap", None) is None
+
+
+def test_a_scratch_file_goes_with_its_array_and_the_folder_with_its_process(fresh_scratch, tmp_path):
+    mapped = scratch.mapped_copy(np.ones((3, 5), np.float16), name="train")
+    path = mapped.filename
+    assert os.path.exists(path) and os.path.dirname(path).startswith(str(fresh_scratch))
+    view = mapped[1:]
+    del mapped
+    gc.collect()
+    assert os.path.exists(path)  # a view still reads it
+    del view
+    gc.collect()
+    assert not os.path.exists(path)
+
+    code = ("import numpy as np; from benchmark.data import scratch; "
+            "print(scratch.mapped_copy(np.zeros(10)).filename)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "GENRE_BENCHMARK_CACHE": str(tmp_path / "cache")})
+    left = os.path.dirname(done.stdout.strip())
+    assert left.startswith(str(fresh_scratch)) and not os.path.exists(left)
+
+
+def test_the_folder_of_a_process_killed_outright_is_removed_by_the_next(fresh_scratch):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    stale = fresh_scratch / f"{dead.stdout.strip()}-abc123"
+    stale.mkdir(parents=True)
+    (stale / "train-x.npy").write_bytes(b"left behind by kill -9")
+    ours = scratch.scratch_folder()
+    assert not stale.exists() and ours.is_dir()
+
+
+def test_an_empty_split_is_an_empty_array(fresh_scratch):
+    assert scratch.mapped_copy(np.empty((0, 4, 3), np.float16)).shape == (0, 4, 3)
+
+
+@pytest.mark.parametrize("normalize", ["per_clip", "standardize"])
+def test_a_split_is_gathered_into_shared_read_only_files_with_the_same_values(fresh_scratch, tone_tree, normalize):
+    from benchmark.data.normalize import Standardizer
+    from benchmark.data.prepare import prepare_data
+
+    config = load_experiment("smoke", [f'features.normalize="{normalize}"', 'split.protocol="kfold"',
+                                       "split.folds=2", "split.valid_fraction=0.5"], data_dir=tone_tree)
+    prepared = prepare_data(config, progress=False)
+    data = prepared.split(0)
+    rows = {name: prepared.features.rows_of(data.split.indices(name)) for name in ("train", "valid", "test")}
+    # What gathering computed before, in memory: fancy indexing, then the whole-split transform.
+    expected = {name: np.asarray(prepared.features.inputs)[index] for name, index in rows.items()}
+    if normalize == "standardize":
+        standardizer = Standardizer.fit(expected["train"])
+        np.testing.assert_array_equal(data.standardizer.mean, standardizer.mean)
+        expected = {name: standardizer.transform(x, dtype=x.dtype) for name, x in expected.items()}
+    for name, values in expected.items():
+        x = data.subset(name).x
+        assert isinstance(x, np.memmap) and not x.flags.writeable
+        assert len(ForkingPickler.dumps(x)) < 1024
+        np.testing.assert_array_equal(x, values)
+    # The next fold replaces this one's files: a k-fold batch keeps one fold on disk at a time.
+    first_fold = data.subset("train").x.filename
+    del data, x
+    assert prepared.split(1).subset("train").x.filename != first_fold
+    gc.collect()
+    assert not os.path.exists(first_fold)
