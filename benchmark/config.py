@@ -70,7 +70,11 @@ EXTENDS_KEY = "extends"
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
 #: ``[train]`` settings of every model that trains in epochs; a ``[model.<name>]`` table may
 #: override them for that model alone, as it may the :data:`TRAINING_KEYS`.
-EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile")
+EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile", "feed")
+#: How a network's inputs reach it (``[train] feed``): ``memory``, whole arrays that Keras holds
+#: as float32 tensors; ``stream``, float32 batches read from the arrays one at a time;
+#: ``auto``, streaming only inputs too large to hold (:mod:`benchmark.models.network`).
+FEEDS = ("auto", "memory", "stream")
 
 
 def _jit_compile(value: Any) -> str | bool:
@@ -82,6 +86,17 @@ def _jit_compile(value: Any) -> str | bool:
 
 #: ``jit_compile``: Keras's own choice (``auto``), or XLA on/off (:class:`TrainConfig`).
 JitCompile = Annotated[Literal["auto"] | bool, PlainValidator(_jit_compile)]
+
+
+def _feed(value: Any) -> str:
+    # One message naming the choices, as for jit_compile.
+    if isinstance(value, str) and value in FEEDS:
+        return value
+    raise ValueError(f"should be 'auto', 'memory' or 'stream' (got {value!r})")
+
+
+#: ``feed``: whole arrays, batch by batch, or by size (:class:`TrainConfig`).
+Feed = Annotated[Literal[FEEDS], PlainValidator(_feed)]
 
 #: The bundled experiment files. They live inside the package so that a non-editable install
 #: has them too; the repository's top-level ``experiments/`` is a link to this folder.
@@ -259,6 +274,13 @@ class TrainConfig(_Section):
     #: per model: on this project's CPU, XLA halves the fully connected network's epochs under
     #: TensorFlow and doubles the convolutional ones'.
     jit_compile: JitCompile = "auto"
+    #: How the inputs reach the network: ``memory`` hands Keras whole arrays (it copies each
+    #: split into float32 tensors); ``stream`` feeds float32 batches read from the arrays, or
+    #: memmaps, one at a time, for fit (train and validation) and predict; ``auto`` streams when
+    #: the training inputs would take more than 1 GiB as float32 (the paper's STFT input), so
+    #: smaller experiments keep the whole-array path and its exact results. Streaming shuffles
+    #: with its own seeded order, so its results differ from the whole-array path's.
+    feed: Feed = "auto"
 
 
 class RunConfig(_Section):
@@ -302,6 +324,7 @@ class ModelSettings(_Section):
     early_stopping: dict[str, Any] | None = Field(default=None, strict=False)
     mixed_precision: bool | None = None
     jit_compile: JitCompile | None = None
+    feed: Feed | None = None
     #: Any ``[features]`` key, for this model only (``[model.svm.features] representation = ...``).
     features: dict[str, Any] | None = Field(default=None, strict=False)
 

@@ -1,5 +1,5 @@
-"""The options of networks' training: ``[train.early_stopping]``, ``train.mixed_precision`` and
-``train.jit_compile``, for every network or per model (``[model.<name>]``).
+"""The options of networks' training: ``[train.early_stopping]``, ``train.mixed_precision``,
+``train.jit_compile`` and ``train.feed``, for every network or per model (``[model.<name>]``).
 
 The network tests train a small fully connected network on tiny random data, where what early
 stopping must do is known from the training history itself: when it stops, which epoch is best,
@@ -182,6 +182,9 @@ def test_the_policy_is_restored_when_building_fails(monkeypatch):
     ("train.mixed_precision=maybe", "train.mixed_precision"),
     ("train.jit_compile=always", "train.jit_compile"),
     ("model.cnn2d.jit_compile=1", "model.cnn2d.jit_compile"),
+    ("train.feed=streaming", "train.feed: should be 'auto', 'memory' or 'stream' (got 'streaming')"),
+    ("train.feed=true", "train.feed: should be 'auto', 'memory' or 'stream' (got true)"),
+    ("model.cnn2d.feed=1", "model.cnn2d.feed: should be 'auto', 'memory' or 'stream' (got 1)"),
     ("model.cnn2d.early_stopping.patience=-1", "model.cnn2d.early_stopping: patience"),
     ("model.cnn2d.early_stopping.paitence=3", "model.cnn2d.early_stopping: unknown key 'paitence'"),
 ])
@@ -190,6 +193,7 @@ def test_invalid_early_stopping_settings_name_the_key(override, key):
         load_experiment("smoke", [override])
     assert key in str(error.value)
     assert "--set" in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 def test_early_stopping_settings_load_from_overrides():
@@ -216,7 +220,8 @@ def test_unit_settings_leave_the_options_out_at_their_defaults():
     train_keys = {key for key in settings if key.startswith("train.")}
     assert train_keys == {"train.epochs", "train.batch_size", "train.learning_rate"}
     # Written out at their defaults, they change nothing either (paper.toml writes them).
-    explicit = load_experiment("smoke", ["train.early_stopping.patience=0", "train.mixed_precision=false"])
+    explicit = load_experiment("smoke", ["train.early_stopping.patience=0", "train.mixed_precision=false",
+                                         "train.feed=auto"])
     assert unit_settings(explicit, "cnn2d") == settings
 
 
@@ -230,27 +235,33 @@ def test_unit_settings_include_the_options_when_set():
     mixed = unit_settings(load_experiment("smoke", ["train.mixed_precision=true"]), "cnn2d")
     assert mixed["train.mixed_precision"] is True
     assert {key: value for key, value in mixed.items() if key != "train.mixed_precision"} == base
+    streamed = unit_settings(load_experiment("smoke", ["train.feed=stream"]), "cnn2d")
+    assert streamed["train.feed"] == "stream"
+    assert {key: value for key, value in streamed.items() if key != "train.feed"} == base
 
 
 def test_a_model_table_overrides_the_options_for_that_model_alone():
     config = load_experiment("smoke", ["train.early_stopping.patience=3", "train.early_stopping.monitor=val_accuracy",
                                        "model.cnn2d.early_stopping.patience=5", "model.cnn2d.jit_compile=true",
-                                       "model.crnn.mixed_precision=true"])
+                                       "model.crnn.mixed_precision=true", "model.crnn.feed=stream"])
     cnn2d, crnn, fcnn = (config.training_for(name) for name in ("cnn2d", "crnn", "fcnn"))
     # A model's early_stopping keys replace the experiment's, key by key.
     assert (cnn2d.early_stopping.patience, cnn2d.early_stopping.monitor) == (5, "val_accuracy")
     assert (fcnn.early_stopping.patience, fcnn.early_stopping.monitor) == (3, "val_accuracy")
     assert (cnn2d.jit_compile, crnn.jit_compile, fcnn.jit_compile) == (True, "auto", "auto")
     assert (crnn.mixed_precision, cnn2d.mixed_precision) == (True, False)
+    assert (crnn.feed, cnn2d.feed, fcnn.feed) == ("stream", "auto", "auto")
     # They are part of that unit's settings (its key), and of no other unit's.
     base = load_experiment("smoke", ["train.early_stopping.patience=3", "train.early_stopping.monitor=val_accuracy"])
     assert unit_settings(config, "fcnn") == unit_settings(base, "fcnn")
     assert unit_settings(config, "cnn2d")["train.jit_compile"] is True
     assert unit_settings(config, "cnn2d")["train.early_stopping.patience"] == 5
+    assert unit_settings(config, "crnn")["train.feed"] == "stream"
+    assert "train.feed" not in unit_settings(config, "cnn2d")
 
 
 def test_a_classical_model_table_rejects_the_epoch_training_options():
-    for option in ("model.svm.jit_compile=true", "model.svm.early_stopping.patience=3"):
+    for option in ("model.svm.jit_compile=true", "model.svm.early_stopping.patience=3", "model.svm.feed=stream"):
         with pytest.raises(BenchmarkError, match="model.svm: a classical model has no"):
             load_experiment("smoke", ["features.representation=handcrafted", "run.models=['svm']", option])
 
@@ -280,7 +291,7 @@ def test_a_classical_learner_is_unaffected_by_the_epoch_training_options():
     base = ["features.representation=handcrafted"]
     plain = unit_settings(load_experiment("smoke", base), "svm")
     assert not any(key.startswith("train.") for key in plain)
-    for option in ("train.early_stopping.patience=3", "train.mixed_precision=true"):
+    for option in ("train.early_stopping.patience=3", "train.mixed_precision=true", "train.feed=stream"):
         assert unit_settings(load_experiment("smoke", [*base, option]), "svm") == plain
 
 

@@ -30,6 +30,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: ``[train] feed = "auto"`` feeds a network batch by batch (:mod:`benchmark.models._feeding`)
+#: when its training inputs would take more than this as float32, and whole arrays otherwise.
+#: Whole arrays cost Keras a float32 copy of each split as backend tensors (the study's 700
+#: training clips of 1025 x 1320: 3.8 GB, on top of the arrays themselves); streaming reads
+#: each batch from the arrays (or memmaps) anew, and draws another shuffle, so its results
+#: differ from the whole-array path's. At 1 GiB the bundled reduced experiments (default,
+#: kfold, smoke: 0.1 GB at most) keep the whole-array path and their exact results, while the
+#: paper's STFT input, which a laptop cannot hold twice, streams.
+STREAM_ABOVE_BYTES = 1 << 30
+
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend so a run repeats exactly on the same backend."""
@@ -46,6 +56,9 @@ class KerasNetwork(RegisteredEstimator):
     """
 
     kind: ClassVar[str] = "network"
+    #: ``[train] feed`` of the last :meth:`fit` (a loaded network: ``auto``); it applies to
+    #: :meth:`predict_proba` too, whose test inputs may be as large as the training ones.
+    feed: str = "auto"
     requirements: ClassVar[tuple[str, ...]] = ("keras",)
     suffix: ClassVar[str] = ".keras"
     #: The ``[train]``/``[model.<name>]`` settings a network uses.
@@ -89,14 +102,13 @@ class KerasNetwork(RegisteredEstimator):
         compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
         progress = EpochProgress(label or model.name, training.epochs)
         stopping = early_stopping(training.early_stopping)
+        self.feed = training.feed
+        data = self._training_data(x_train, y_train, x_valid, y_valid, training.batch_size, seed,
+                                   label or model.name)
         started = time.perf_counter()
         history = model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_valid, y_valid),
+            **data,
             epochs=training.epochs,
-            batch_size=training.batch_size,
-            shuffle=True,
             verbose=0,
             callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks, *([stopping] if stopping else [])],
         )
@@ -118,11 +130,32 @@ class KerasNetwork(RegisteredEstimator):
                      else f"ran all {training.epochs} epochs", report.best_epoch, stopping.monitor)
         return report
 
+    def _training_data(self, x_train, y_train, x_valid, y_valid, batch_size: int, seed: int,
+                       label: str) -> dict[str, Any]:
+        """``model.fit``'s data arguments for :attr:`feed`: whole arrays that Keras shuffles, or
+        a :class:`~benchmark.models._feeding.BatchFeed` of each split (the training one shuffled
+        by ``seed``)."""
+        feed = chosen_feed(self.feed, x_train)
+        log.info("%s: inputs fed %s (feed %s, training inputs %.2f GB as float32)", label,
+                 "batch by batch" if feed == "stream" else "as whole arrays", self.feed,
+                 float32_bytes(x_train) / 1e9)
+        if feed == "memory":
+            return {"x": x_train, "y": y_train, "validation_data": (x_valid, y_valid), "batch_size": batch_size,
+                    "shuffle": True}
+        from benchmark.models._feeding import BatchFeed
+
+        return {"x": BatchFeed(x_train, y_train, batch_size, seed=seed),
+                "validation_data": BatchFeed(x_valid, y_valid, batch_size), "shuffle": False}
+
     def predict_proba(self, x, *, batch_size: int = 32) -> np.ndarray:
         model = self.build()
         if inputs.count(x) <= batch_size:
             # One batch (serving, a chunk at a time): skip predict()'s per-call data pipeline.
             return np.asarray(model.predict_on_batch(inputs.as_float32(x)), dtype=np.float64)
+        if chosen_feed(self.feed, x) == "stream":
+            from benchmark.models._feeding import BatchFeed
+
+            return np.asarray(model.predict(BatchFeed(x, None, batch_size), verbose=0), dtype=np.float64)
         return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
 
     def count_params(self) -> int:
@@ -152,6 +185,20 @@ class KerasNetwork(RegisteredEstimator):
 
         model = keras.saving.load_model(path, compile=False)
         return cls(_already_built, None, int(model.output_shape[-1]), {}, model=model)
+
+
+def float32_bytes(x: inputs.Inputs) -> int:
+    """What the inputs ``x`` take as float32 (every part of a dict)."""
+    parts = x.values() if isinstance(x, dict) else [x]
+    return sum(4 * math.prod(part.shape) for part in parts)
+
+
+def chosen_feed(setting: str, x: inputs.Inputs) -> str:
+    """How to feed ``x`` under ``[train] feed = setting``: ``memory`` (whole arrays) or ``stream``
+    (batch by batch); ``auto`` streams above :data:`STREAM_ABOVE_BYTES` as float32."""
+    if setting != "auto":
+        return setting
+    return "stream" if float32_bytes(x) > STREAM_ABOVE_BYTES else "memory"
 
 
 def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto") -> None:
