@@ -39,8 +39,7 @@ UNIT_RETRIES = 3
 #: after its first epoch, and a file that records that it did (so only once across retries).
 FAULT_UNIT_VARIABLE, FAULT_MARKER_VARIABLE = "GENRE_BENCHMARK_FAULT_KILL_UNIT", "GENRE_BENCHMARK_FAULT_MARKER"
 #: What a task's process needs from the driver's environment.
-_FORWARDED = ("KERAS_BACKEND", "GENRE_BENCHMARK_CACHE", FAULT_UNIT_VARIABLE,
-              FAULT_MARKER_VARIABLE, "TF_CPP_MIN_LOG_LEVEL")
+_FORWARDED = ("KERAS_BACKEND", "GENRE_BENCHMARK_CACHE", FAULT_UNIT_VARIABLE, FAULT_MARKER_VARIABLE)
 
 
 @dataclass(frozen=True)
@@ -210,4 +209,9 @@ def _injected_faults(unit: Unit) -> list:
 
 def _runtime_env() -> dict:
     """The driver's settings that a task's process needs, on whichever node it runs."""
-    return {"env_vars": {name: os.environ[name] for name in _FORWARDED if name in os.environ}}
+    import benchmark
+
+    forwarded = {name: os.environ[name] for name in _FORWARDED if name in os.environ}
+    if benchmark.USER_TF_LOG_LEVEL is not None:  # else each node picks its own (GPU or not: see benchmark/__init__)
+        forwarded["TF_CPP_MIN_LOG_LEVEL"] = benchmark.USER_TF_LOG_LEVEL
+    return {"env_vars": forwarded}

@@ -197,3 +197,30 @@ def test_a_run_records_its_backend_in_tags_and_unit_record(tmp_path, monkeypatch
     record = json.loads(Path(client.download_artifacts(run.info.run_id, "unit.json")).read_text())
     assert record["settings"]["backend"] == "tensorflow"
     assert record["experiment"]["run"]["backend"] == "tensorflow"  # a resume selects it again
+
+
+NO_NVIDIA_DEVICE = not list(Path("/dev").glob("nvidia[0-9]*"))
+
+
+@pytest.mark.skipif(not NO_NVIDIA_DEVICE or importlib.util.find_spec("tensorflow") is None,
+                    reason="needs TensorFlow on a machine without an NVIDIA device")
+def test_without_a_gpu_tensorflow_logs_no_failed_cuinit_error_in_each_training_process():
+    env = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import benchmark, tensorflow as tf; tf.constant(1.0) + 1.0"
+    chatty = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**env, "TF_CPP_MIN_LOG_LEVEL": "0"}, timeout=120)  # the user's level wins
+    if "cuInit" not in chatty.stderr:
+        pytest.skip("this TensorFlow build does not probe CUDA")
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "cuInit" not in quiet.stderr
+
+
+def test_ray_forwards_only_the_users_own_tensorflow_log_level(monkeypatch):
+    import benchmark
+    from benchmark.distributed import _runtime_env
+
+    monkeypatch.setattr(benchmark, "USER_TF_LOG_LEVEL", None)
+    assert "TF_CPP_MIN_LOG_LEVEL" not in _runtime_env()["env_vars"]  # each node picks its own
+    monkeypatch.setattr(benchmark, "USER_TF_LOG_LEVEL", "1")
+    assert _runtime_env()["env_vars"]["TF_CPP_MIN_LOG_LEVEL"] == "1"
