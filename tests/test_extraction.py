@@ -291,3 +291,23 @@ def test_cache_keys_change_where_the_values_may_change():
     for representation, old_keys in previous.items():  # versions 2 and 3 (the default experiment's)
         assert keys[representation] not in old_keys
     assert keys["handcrafted"] != "573c9074157ffe18"  # the default experiment's, FEATURE_VERSION 2's
+
+
+def test_extraction_never_holds_the_whole_set_in_memory(tmp_path):
+    """Cached entries are mapped and the inputs assembled a clip at a time into a read-only file:
+    at the study's size the set is 2.7 GB, which used to be held twice."""
+    import tracemalloc
+
+    params = FeatureParams(representation="stft", n_fft=1024, hop_length=256, frames=600)
+    tracks = discover_tracks(mixed_tree(tmp_path / "data"))
+    cold = extract_features(tracks, params, tmp_path / "cache", workers=1, progress=False)
+    tracemalloc.start()
+    try:
+        warm = extract_features(tracks, params, tmp_path / "cache", workers=1, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert warm.from_cache == len(tracks)
+    np.testing.assert_array_equal(warm.inputs, cold.inputs)
+    assert peak < 0.5 * warm.inputs.nbytes  # a few clips' worth (21 clips of 600 kB here), not the set (twice)
+    assert isinstance(warm.inputs, np.memmap) and not warm.inputs.flags.writeable

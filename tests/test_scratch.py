@@ -17,6 +17,13 @@ from benchmark.config import load_experiment
 from benchmark.data import scratch
 
 
+def mapped_copy(values: np.ndarray, *, name: str = "array") -> np.ndarray:
+    def fill(out):
+        out[...] = values
+
+    return scratch.mapped_array(values.shape, values.dtype, fill, name=name)
+
+
 @pytest.fixture
 def fresh_scratch(tmp_path, monkeypatch):
     """A cache of its own, and a scratch folder made anew in it."""
@@ -32,7 +39,7 @@ def _receive_and_describe(connection) -> None:
 
 def test_a_mapped_array_reaches_another_process_as_its_file_not_its_values(fresh_scratch):
     values = np.arange(256 * 1024, dtype=np.float16).reshape(256, 1024)
-    mapped = scratch.mapped_copy(values, name="inputs")
+    mapped = mapped_copy(values, name="inputs")
     assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
     np.testing.assert_array_equal(mapped, values)
     assert len(ForkingPickler.dumps(mapped)) < 1024  # its path, not its 512 kB
@@ -48,7 +55,7 @@ def test_a_mapped_array_reaches_another_process_as_its_file_not_its_values(fresh
 
 
 def test_anything_but_a_whole_mapped_file_crosses_by_value(fresh_scratch):
-    mapped = scratch.mapped_copy(np.arange(4096, dtype=np.float32).reshape(64, 64), name="inputs")
+    mapped = mapped_copy(np.arange(4096, dtype=np.float32).reshape(64, 64), name="inputs")
     for part in (mapped[8:16], mapped[:, 3], mapped[[1, 5]]):
         received = pickle.loads(ForkingPickler.dumps(part))
         assert getattr(received, "filename", None) is None
@@ -58,7 +65,7 @@ def test_anything_but_a_whole_mapped_file_crosses_by_value(fresh_scratch):
 
 
 def test_a_scratch_file_goes_with_its_array_and_the_folder_with_its_process(fresh_scratch, tmp_path):
-    mapped = scratch.mapped_copy(np.ones((3, 5), np.float16), name="train")
+    mapped = mapped_copy(np.ones((3, 5), np.float16), name="train")
     path = mapped.filename
     assert os.path.exists(path) and os.path.dirname(path).startswith(str(fresh_scratch))
     view = mapped[1:]
@@ -70,7 +77,7 @@ def test_a_scratch_file_goes_with_its_array_and_the_folder_with_its_process(fres
     assert not os.path.exists(path)
 
     code = ("import numpy as np; from benchmark.data import scratch; "
-            "print(scratch.mapped_copy(np.zeros(10)).filename)")
+            "print(scratch.mapped_array((10,), np.float32, lambda out: out.fill(0)).filename)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "GENRE_BENCHMARK_CACHE": str(tmp_path / "cache")})
     left = os.path.dirname(done.stdout.strip())
@@ -88,7 +95,7 @@ def test_the_folder_of_a_process_killed_outright_is_removed_by_the_next(fresh_sc
 
 
 def test_an_empty_split_is_an_empty_array(fresh_scratch):
-    assert scratch.mapped_copy(np.empty((0, 4, 3), np.float16)).shape == (0, 4, 3)
+    assert mapped_copy(np.empty((0, 4, 3), np.float16)).shape == (0, 4, 3)
 
 
 @pytest.mark.parametrize("normalize", ["per_clip", "standardize"])

@@ -19,7 +19,7 @@ from benchmark.config import ExperimentConfig, FeaturesConfig
 from benchmark.data.features import FeatureParams, FeatureSet, extract_features
 from benchmark.data.inputs import FRAMES, HANDCRAFTED, Inputs
 from benchmark.data.normalize import Standardizer
-from benchmark.data.scratch import mapped_array, mapped_copy
+from benchmark.data.scratch import mapped_array
 from benchmark.data.segments import Segmenting
 from benchmark.data.split import SPLIT_NAMES, Split, SplitPlan, plan_splits
 from benchmark.data.tracks import discover_tracks
@@ -298,8 +298,6 @@ def _extract(tracks, params: FeatureParams, segmenting: Segmenting | None, featu
         extracted = extract_features(tracks, params, cache_root(), segmenting=segmenting,
                                      normalize=features.normalize, workers=features.workers, progress=progress,
                                      min_seconds=min_seconds)
-        # Mapped from a scratch file from here on: unit processes share it rather than copy it.
-        extracted.inputs = mapped_copy(extracted.inputs, name=params.representation)
     log.info("features %s %s: %d from cache, %d computed, %d skipped; %d model inputs%s",
              params.representation, params.shape, extracted.from_cache,
              len(extracted.tracks) - extracted.from_cache, len(extracted.skipped), len(extracted.inputs),

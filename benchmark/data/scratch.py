@@ -80,15 +80,6 @@ def mapped_array(shape: tuple[int, ...], dtype, fill: Callable[[np.ndarray], Non
     return array
 
 
-def mapped_copy(array: np.ndarray, *, name: str = "array") -> np.ndarray:
-    """``array``'s values in a read-only scratch-file array (see :func:`mapped_array`)."""
-
-    def fill(out: np.ndarray) -> None:
-        out[...] = array
-
-    return mapped_array(array.shape, array.dtype, fill, name=name)
-
-
 def _reduce_memmap(array: np.memmap):
     """Pickle a whole-file read-only map as its path, for processes on this machine; copy anything else."""
     whole_file = (array.base is not None and array.base is getattr(array, "_mmap", None)
