@@ -18,10 +18,7 @@ from benchmark.data import scratch
 
 
 def mapped_copy(values: np.ndarray, *, name: str = "array") -> np.ndarray:
-    def fill(out):
-        out[...] = values
-
-    return scratch.mapped_array(values.shape, values.dtype, fill, name=name)
+    return scratch.mapped_array(values.shape, values.dtype, [values[:1], values[1:]], name=name)
 
 
 @pytest.fixture
@@ -77,7 +74,7 @@ def test_a_scratch_file_goes_with_its_array_and_the_folder_with_its_process(fres
     assert not os.path.exists(path)
 
     code = ("import numpy as np; from benchmark.data import scratch; "
-            "print(scratch.mapped_array((10,), np.float32, lambda out: out.fill(0)).filename)")
+            "print(scratch.mapped_array((10,), np.float32, [np.zeros(10)]).filename)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "GENRE_BENCHMARK_CACHE": str(tmp_path / "cache")})
     left = os.path.dirname(done.stdout.strip())
@@ -125,3 +122,29 @@ def test_a_split_is_gathered_into_shared_read_only_files_with_the_same_values(fr
     assert prepared.split(1).subset("train").x.filename != first_fold
     gc.collect()
     assert not os.path.exists(first_fold)
+
+
+def test_rows_that_do_not_add_up_to_the_shape_are_an_error_and_leave_no_file(fresh_scratch):
+    with pytest.raises(ValueError, match="3 rows written, 4 expected"):
+        scratch.mapped_array((4, 2), np.float32, [np.zeros((3, 2))], name="short")
+    with pytest.raises(ValueError, match="rows of shape"):
+        scratch.mapped_array((4, 2), np.float32, [np.zeros((4, 3))], name="wide")
+    assert not list(scratch.scratch_folder().iterdir())
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+
+
+def test_reading_a_mapped_array_leaves_nothing_resident_once_its_pages_are_released(fresh_scratch):
+    mb = 1 << 20
+    before = resident_bytes()
+    mapped = scratch.mapped_array((64, mb), np.uint8, (np.full((1, mb), row % 251, np.uint8) for row in range(64)))
+    written = resident_bytes()
+    assert written - before < 16 * mb  # written through the file, not a mapping: nothing resident
+    assert int(mapped[:, ::4096].sum(dtype=np.int64)) == sum(row % 251 for row in range(64)) * (mb // 4096)
+    assert resident_bytes() - written > 48 * mb  # every page read is mapped in
+    scratch.release_pages(mapped)
+    assert resident_bytes() - written < 16 * mb
+    np.testing.assert_array_equal(mapped[5, :3], [5, 5, 5])  # and read again, from the page cache

@@ -35,7 +35,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -691,16 +691,15 @@ def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureP
     shape = (int(counts.sum()), params.bins) if params.is_vector else \
         (int(counts.sum()), params.bins, segmenting.frames if segmenting else params.frames)
     dtype = VECTOR_DTYPE if params.is_vector else CACHE_DTYPE
-    ends = np.cumsum(counts)
 
-    def fill(out: np.ndarray) -> None:
-        for row, index in enumerate(kept):
-            values = results[index].values
-            if not params.is_vector:  # vectors are one per segment already; learners scale them themselves
-                values = network_inputs(np.asarray(values, dtype=np.float32), params, segmenting=segmenting,
-                                        normalize=normalize)
-            out[ends[row] - counts[row]:ends[row]] = values
-            results[index].values = None  # this clip's cached copy is no longer needed
+    def clips() -> Iterator[np.ndarray]:
+        for index in kept:
+            values, results[index].values = results[index].values, None  # its entry unmapped once used
+            if params.is_vector:  # vectors are one per segment already; learners scale them themselves
+                yield values
+            else:
+                yield network_inputs(np.asarray(values, dtype=np.float32), params, segmenting=segmenting,
+                                     normalize=normalize)
 
     skipped = [
         SkippedFile(tracks[index].relative_path, results[index].error or "unknown error")
@@ -708,7 +707,7 @@ def _assemble(tracks: list[Track], results: list[_TrackResult], params: FeatureP
         if results[index].error is not None
     ]
     return FeatureSet(
-        inputs=mapped_array(shape, dtype, fill, name=params.representation),
+        inputs=mapped_array(shape, dtype, clips(), name=params.representation),
         clip_index=np.repeat(np.arange(len(kept), dtype=np.int64), counts),
         tracks=[tracks[index] for index in kept],
         fingerprint=data_fingerprint(

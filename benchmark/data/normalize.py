@@ -8,6 +8,7 @@ test set into training), and stored with the model so that prediction uses the s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,20 +43,27 @@ class Standardizer:
 
         Accumulates in float64 chunk by chunk: the inputs may be float16 and gigabytes large.
         """
-        if len(inputs) == 0:
-            raise ValueError("cannot fit a standardizer on no inputs")
-        bins = inputs.shape[1]
-        axes = (0, 2) if inputs.ndim == 3 else (0,)
-        total, total_sq, count = np.zeros(bins), np.zeros(bins), 0
-        for start in range(0, len(inputs), _FIT_CHUNK):
-            chunk = inputs[start:start + _FIT_CHUNK].astype(np.float64)
+        return cls.fit_chunks(inputs[start:start + _FIT_CHUNK] for start in range(0, len(inputs), _FIT_CHUNK))
+
+    @classmethod
+    def fit_chunks(cls, chunks: Iterable[np.ndarray]) -> Standardizer:
+        """:meth:`fit` over inputs that come a chunk at a time (rows gathered as they are read)."""
+        total = total_sq = None
+        count, frames = 0, True
+        for chunk in chunks:
+            chunk = np.asarray(chunk).astype(np.float64)
+            if total is None:
+                total, total_sq, frames = np.zeros(chunk.shape[1]), np.zeros(chunk.shape[1]), chunk.ndim == 3
+            axes = (0, 2) if frames else (0,)
             total += chunk.sum(axis=axes)
             total_sq += np.square(chunk).sum(axis=axes)
-            count += chunk.size // bins
+            count += chunk.size // chunk.shape[1]
+        if not count:
+            raise ValueError("cannot fit a standardizer on no inputs")
         mean = total / count
         variance = np.maximum(total_sq / count - np.square(mean), 0.0)
         std = np.sqrt(variance)
-        return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std), frames=inputs.ndim == 3)
+        return cls(mean=mean, std=np.where(std < _MIN_STD, 1.0, std), frames=frames)
 
     def transform(self, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
         """``(inputs - mean) / std`` per bin (or column): for one input, or a stack of them."""

@@ -10,6 +10,7 @@ run of a batch shares one :class:`PreparedData`; the tuner uses it too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from benchmark.config import ExperimentConfig, FeaturesConfig
 from benchmark.data.features import FeatureParams, FeatureSet, extract_features
 from benchmark.data.inputs import FRAMES, HANDCRAFTED, Inputs
 from benchmark.data.normalize import Standardizer
-from benchmark.data.scratch import mapped_array
+from benchmark.data.scratch import mapped_array, release_pages
 from benchmark.data.segments import Segmenting
 from benchmark.data.split import SPLIT_NAMES, Split, SplitPlan, plan_splits
 from benchmark.data.tracks import discover_tracks
@@ -120,9 +121,7 @@ class PreparedData:
         standardizer = None
         if self.normalize == "standardize":
             # Fitted on this split's training inputs only: test data must not shape the inputs.
-            raw_train = _gathered(source, rows["train"], "train")
-            standardizer = Standardizer.fit(raw_train)
-            del raw_train
+            standardizer = Standardizer.fit_chunks(_rows_in_chunks(source, rows["train"]))
         inputs = {name: _gathered(source, rows[name], name, standardizer) for name in SPLIT_NAMES}
         if self.handcrafted is not None:
             inputs = {name: {FRAMES: x, HANDCRAFTED: self.handcrafted[rows[name]]} for name, x in inputs.items()}
@@ -157,16 +156,20 @@ class PreparedData:
 _GATHER_CHUNK = 64
 
 
+def _rows_in_chunks(source: np.ndarray, rows: np.ndarray) -> Iterator[np.ndarray]:
+    """``source[rows]``, :data:`_GATHER_CHUNK` rows at a time; a mapped source's pages released as it goes."""
+    for start in range(0, len(rows), _GATHER_CHUNK):
+        chunk = source[rows[start:start + _GATHER_CHUNK]]
+        release_pages(source)
+        yield chunk
+
+
 def _gathered(source: np.ndarray, rows: np.ndarray, name: str, standardizer: Standardizer | None = None) -> np.ndarray:
-    """``source[rows]``, standardised if asked, in a read-only scratch file; a chunk of rows at a time."""
-
-    def fill(out: np.ndarray) -> None:
-        for start in range(0, len(rows), _GATHER_CHUNK):
-            chunk = source[rows[start:start + _GATHER_CHUNK]]
-            out[start:start + len(chunk)] = chunk if standardizer is None else \
-                standardizer.transform(chunk, dtype=source.dtype)
-
-    return mapped_array((len(rows), *source.shape[1:]), source.dtype, fill, name=name)
+    """``source[rows]``, standardised if asked, into a read-only scratch file; a chunk of rows at a time."""
+    chunks = _rows_in_chunks(source, rows)
+    if standardizer is not None:
+        chunks = (standardizer.transform(chunk, dtype=source.dtype) for chunk in chunks)
+    return mapped_array((len(rows), *source.shape[1:]), source.dtype, chunks, name=name)
 
 
 def resolve_data_root(config: ExperimentConfig, *, progress: bool = True) -> Path:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import atexit
 import logging
+import mmap
 import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Iterable
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
@@ -55,29 +56,51 @@ def scratch_folder() -> Path:
     return _folder
 
 
-def mapped_array(shape: tuple[int, ...], dtype, fill: Callable[[np.ndarray], None], *, name: str = "array") -> np.ndarray:
-    """A read-only array of ``shape`` and ``dtype`` backed by a scratch file, its values written by ``fill``.
+def mapped_array(shape: tuple[int, ...], dtype, chunks: Iterable[np.ndarray], *, name: str = "array") -> np.ndarray:
+    """A read-only array of ``shape`` and ``dtype`` backed by a scratch file, its rows the ``chunks``'.
 
-    ``fill`` receives the writable array (mapped from the file) and writes every element; it
-    may write a chunk at a time, so that no copy of the whole array is ever in memory. The file
-    is removed once the returned array (and every view of it) is garbage collected.
+    ``chunks`` yields the rows in order, a few at a time (a clip, a batch of inputs), so that no
+    copy of the whole array is ever in memory; they are written to the file, not through a
+    mapping, so the written pages never count as this process's memory (they stay in the page
+    cache). The file is removed once the returned array (and every view of it) is garbage
+    collected.
     """
+    dtype, shape = np.dtype(dtype), tuple(int(size) for size in shape)
     handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".npy", dir=scratch_folder())
-    os.close(handle)
     try:
-        if np.prod(shape) == 0:  # np.memmap cannot map an empty file
-            np.save(path, np.empty(shape, dtype), allow_pickle=False)
-            return np.load(path, allow_pickle=False)
-        writable = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
-        fill(writable)
-        writable.flush()
-        del writable  # unmapped: the written pages leave this process (they stay in the page cache)
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        with os.fdopen(handle, "wb") as file:
+            np.lib.format.write_array_header_1_0(
+                file, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+            rows = 0
+            for chunk in chunks:
+                chunk = np.ascontiguousarray(chunk, dtype=dtype)
+                if chunk.shape[1:] != shape[1:]:
+                    raise ValueError(f"{name}: rows of shape {chunk.shape[1:]}, expected {shape[1:]}")
+                file.write(chunk.data)
+                rows += len(chunk)
+        if rows != shape[0]:
+            raise ValueError(f"{name}: {rows} rows written, {shape[0]} expected")
+        # np.memmap cannot map an empty array: that one is read (it is a header alone).
+        array = np.load(path, mmap_mode="r" if rows else None, allow_pickle=False)
     except BaseException:
         _unlink(path)
         raise
     weakref.finalize(array, _unlink, path)
     return array
+
+
+def release_pages(array) -> None:
+    """Unmap from this process the pages of a read-only map that reading it mapped in.
+
+    Pages of a file that a process has read through a mapping count towards its resident memory
+    until unmapped, so reading a map once through would leave the process as large as the file.
+    ``MADV_DONTNEED`` drops them from this process alone: the page cache keeps them (the next
+    read is from memory, not disk) and the kernel may reclaim them. Only for mode ``r``: on a
+    copy-on-write (``c``) map it would discard the process's own changes. Anything else: no-op.
+    """
+    mapping = getattr(array, "_mmap", None)
+    if isinstance(mapping, mmap.mmap) and getattr(array, "mode", None) == "r" and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 def _reduce_memmap(array: np.memmap):

@@ -15,12 +15,12 @@ importing it).
 from __future__ import annotations
 
 import math
-import mmap
 
 import keras
 import numpy as np
 
 from benchmark.data import inputs
+from benchmark.data.scratch import release_pages
 
 
 class BatchFeed(keras.utils.PyDataset):
@@ -70,17 +70,3 @@ class BatchFeed(keras.utils.PyDataset):
         for part in self.x.values() if isinstance(self.x, dict) else [self.x]:
             release_pages(part)
         return (x,) if self.y is None else (x, np.asarray(self.y[rows]))
-
-
-def release_pages(part) -> None:
-    """Unmap from this process the pages of a read-only memmap that reading a batch mapped in.
-
-    Pages of a file that a process has read through its mapping count towards its resident
-    memory until unmapped, so a memmap read once an epoch would leave the process as large as
-    the file. ``MADV_DONTNEED`` drops them from this process alone: the page cache keeps them
-    (the next epoch reads memory, not disk) and the kernel may reclaim them. Only for mode
-    ``r``: on a copy-on-write (``c``) mapping it would discard the process's own changes.
-    """
-    mapping = getattr(part, "_mmap", None)
-    if isinstance(mapping, mmap.mmap) and getattr(part, "mode", None) == "r" and hasattr(mmap, "MADV_DONTNEED"):
-        mapping.madvise(mmap.MADV_DONTNEED)
