@@ -148,3 +148,32 @@ def test_reading_a_mapped_array_leaves_nothing_resident_once_its_pages_are_relea
     scratch.release_pages(mapped)
     assert resident_bytes() - written < 16 * mb
     np.testing.assert_array_equal(mapped[5, :3], [5, 5, 5])  # and read again, from the page cache
+
+
+def test_a_full_disk_is_one_error_naming_the_folder_and_leaves_no_file(fresh_scratch, monkeypatch):
+    import errno
+
+    from benchmark.errors import BenchmarkError
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, handle, mode):
+            self.file = real_fdopen(handle, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.file.close()
+
+        def write(self, data):
+            if len(data) > 1000:  # the header goes through; the rows do not
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+    folder = scratch.scratch_folder()
+    monkeypatch.setattr(scratch.os, "fdopen", FullDisk)
+    with pytest.raises(BenchmarkError, match=f"cannot write the train inputs to {folder}: No space left"):
+        scratch.mapped_array((4, 1024), np.float32, [np.zeros((4, 1024))], name="train")
+    assert not list(folder.iterdir())

@@ -21,6 +21,7 @@ pickling (Ray's, to workers that may run elsewhere) still copies the values.
 from __future__ import annotations
 
 import atexit
+import errno
 import logging
 import mmap
 import os
@@ -33,7 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.paths import writable_cache_root
+from benchmark.errors import BenchmarkError
+from benchmark.paths import CACHE_ENV, writable_cache_root
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,13 @@ def mapped_array(shape: tuple[int, ...], dtype, chunks: Iterable[np.ndarray], *,
             raise ValueError(f"{name}: {rows} rows written, {shape[0]} expected")
         # np.memmap cannot map an empty array: that one is read (it is a header alone).
         array = np.load(path, mmap_mode="r" if rows else None, allow_pickle=False)
+    except OSError as error:
+        _unlink(path)
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise BenchmarkError(f"cannot write the {name} inputs to {Path(path).parent}: "
+                             f"{error.strerror or error}; free some space there or set {CACHE_ENV} "
+                             "to a folder with room") from None
     except BaseException:
         _unlink(path)
         raise
