@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -218,3 +220,22 @@ def test_profile_has_help(capsys):
     assert exited.value.code == 0
     help_text = capsys.readouterr().out
     assert help_text.startswith("usage: python -m benchmark profile") and "--synthetic-inputs" in help_text
+
+
+def test_tree_memory_counts_the_processes_time_cannot_see_and_passes_on_the_exit_status(tmp_path):
+    """A grandchild allocates 200 MB: /usr/bin/time -v would report the parent's few MB."""
+    grandchild = "import numpy, time; a = numpy.ones(200_000_000 // 8); time.sleep(1.5)"
+    child = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}]); sys.exit(3)"
+    report = tmp_path / "tree.json"
+    done = subprocess.run([sys.executable, "-m", "benchmark.profiling.tree_memory", "--json", str(report), "--",
+                           sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr
+    assert "process tree:" in done.stderr and "peak PSS" in done.stderr
+    peak = json.loads(report.read_text())
+    assert peak["processes"] >= 2 and peak["exit_status"] == 3
+    assert peak["largest_anonymous"] >= 190e6 and peak["anonymous"] >= 190e6 and peak["pss"] >= 190e6
+
+
+def test_tree_memory_without_a_command_is_a_usage_error():
+    done = subprocess.run([sys.executable, "-m", "benchmark.profiling.tree_memory"], capture_output=True, text=True)
+    assert done.returncode == 2 and "give the command to measure" in done.stderr
