@@ -177,3 +177,15 @@ def test_a_full_disk_is_one_error_naming_the_folder_and_leaves_no_file(fresh_scr
     with pytest.raises(BenchmarkError, match=f"cannot write the train inputs to {folder}: No space left"):
         scratch.mapped_array((4, 1024), np.float32, [np.zeros((4, 1024))], name="train")
     assert not list(folder.iterdir())
+
+
+def test_a_new_cache_or_a_removed_folder_gets_a_new_scratch_folder(fresh_scratch, tmp_path, monkeypatch):
+    import shutil
+
+    first = scratch.scratch_folder()
+    shutil.rmtree(first)  # a profile's temporary cache, removed at its end
+    second = scratch.scratch_folder()
+    assert second != first and second.is_dir()
+    monkeypatch.setenv("GENRE_BENCHMARK_CACHE", str(tmp_path / "elsewhere"))
+    assert scratch.scratch_folder().parent == tmp_path / "elsewhere" / scratch.SCRATCH
+    assert mapped_copy(np.ones(3)).sum() == 3.0

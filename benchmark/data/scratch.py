@@ -46,10 +46,12 @@ _folder_pid: int | None = None
 
 
 def scratch_folder() -> Path:
-    """This process's scratch folder, made on first use (and stale folders of dead processes removed)."""
+    """This process's scratch folder in the current cache, made on first use (and stale folders
+    of dead processes removed); made anew where the cache moved or the folder was removed (a
+    ``profile`` extracts into a temporary cache, removed at its end)."""
     global _folder, _folder_pid
-    if _folder is None or _folder_pid != os.getpid():  # a forked child makes its own
-        root = writable_cache_root() / SCRATCH
+    root = writable_cache_root() / SCRATCH
+    if _folder is None or _folder_pid != os.getpid() or _folder.parent != root or not _folder.is_dir():
         root.mkdir(exist_ok=True)
         _remove_stale(root)
         _folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root))
