@@ -381,3 +381,28 @@ def wait_for_line(process, log: Path, fragment: str, seconds: float = 300) -> No
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"no {fragment!r} in the output:\n{log.read_text()[-3000:]}")
         time.sleep(0.05)
+
+
+#: A tiny network and its inputs, for tests that fit a real Keras network in a second.
+TINY_SHAPE, TINY_CLASSES = (8, 8), 3
+
+
+def tiny_data(seed: int = 0, *, train: int = 48, valid: int = 24, dtype: str = "float32"):
+    """Random inputs of :data:`TINY_SHAPE` with random labels: ``(x_train, y_train, x_valid, y_valid)``.
+
+    A network can only memorise such a training split, so validation never really improves
+    and validation loss worsens as it memorises.
+    """
+    rng = np.random.default_rng(seed)
+    x_train = rng.standard_normal((train, *TINY_SHAPE)).astype(dtype)
+    y_train = rng.integers(0, TINY_CLASSES, train)
+    x_valid = rng.standard_normal((valid, *TINY_SHAPE)).astype(dtype)
+    y_valid = rng.integers(0, TINY_CLASSES, valid)
+    return x_train, y_train, x_valid, y_valid
+
+
+def tiny_network():
+    """A fresh one-layer ``fcnn`` of 32 units for :func:`tiny_data`'s inputs."""
+    from benchmark.models import create_estimator
+
+    return create_estimator("fcnn", TINY_SHAPE, TINY_CLASSES, units=32, n_layers=1)

@@ -15,27 +15,10 @@ import pytest
 from benchmark.batch import config_hash, unit_settings
 from benchmark.config import EarlyStopping, TrainConfig, load_experiment
 from benchmark.errors import BenchmarkError
+from tests import helpers
 
-SHAPE = (8, 8)
-CLASSES = 3
-SMALL_FCNN = {"units": 32, "n_layers": 1}
-
-
-def tiny_data(seed: int = 0):
-    """Random inputs with random labels: the network can only memorise its training split, so
-    validation never really improves and validation loss worsens as it memorises."""
-    rng = np.random.default_rng(seed)
-    x_train = rng.standard_normal((48, *SHAPE)).astype("float32")
-    y_train = rng.integers(0, CLASSES, 48)
-    x_valid = rng.standard_normal((24, *SHAPE)).astype("float32")
-    y_valid = rng.integers(0, CLASSES, 24)
-    return x_train, y_train, x_valid, y_valid
-
-
-def network():
-    from benchmark.models import create_estimator
-
-    return create_estimator("fcnn", SHAPE, CLASSES, **SMALL_FCNN)
+tiny_data = helpers.tiny_data
+network = helpers.tiny_network
 
 
 def fit(data, *, seed: int = 0, epochs: int, **stopping):

@@ -15,10 +15,9 @@ import pytest
 
 from benchmark.config import TrainConfig
 from benchmark.models import network as network_module
+from tests import helpers
 
-SHAPE = (8, 8)
-CLASSES = 3
-SMALL_FCNN = {"units": 32, "n_layers": 1}
+CLASSES = helpers.TINY_CLASSES
 
 
 def batch_feed():
@@ -133,18 +132,10 @@ def test_a_memmap_is_held_by_reference_and_read_a_batch_at_a_time(tmp_path):
 # --- through a network ---------------------------------------------------------------------------
 
 def tiny_data(seed: int = 0):
-    rng = np.random.default_rng(seed)
-    x_train = rng.standard_normal((40, *SHAPE)).astype("float16")
-    y_train = rng.integers(0, CLASSES, 40)
-    x_valid = rng.standard_normal((20, *SHAPE)).astype("float16")
-    y_valid = rng.integers(0, CLASSES, 20)
-    return x_train, y_train, x_valid, y_valid
+    return helpers.tiny_data(seed, train=40, valid=20, dtype="float16")
 
 
-def network():
-    from benchmark.models import create_estimator
-
-    return create_estimator("fcnn", SHAPE, CLASSES, **SMALL_FCNN)
+network = helpers.tiny_network
 
 
 @pytest.fixture
