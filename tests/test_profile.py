@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -239,3 +240,15 @@ def test_tree_memory_counts_the_processes_time_cannot_see_and_passes_on_the_exit
 def test_tree_memory_without_a_command_is_a_usage_error():
     done = subprocess.run([sys.executable, "-m", "benchmark.profiling.tree_memory"], capture_output=True, text=True)
     assert done.returncode == 2 and "give the command to measure" in done.stderr
+
+
+def test_tree_memory_interrupted_stops_its_command_and_says_so_in_one_line():
+    command = [sys.executable, "-m", "benchmark.profiling.tree_memory", "--", sys.executable, "-c",
+               "import time; time.sleep(60)"]
+    sampler = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    sampler.send_signal(signal.SIGINT)  # the sampler alone: it passes the interrupt on
+    _, stderr = sampler.communicate(timeout=30)
+    assert sampler.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert "KeyboardInterrupt" in stderr  # the command's own: the interrupt reached it

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,8 +99,12 @@ def measure(command: list[str], *, interval: float = SAMPLE_SECONDS) -> TreePeak
         while process.poll() is None:
             peak.add([memory for pid in descendants(process.pid) if (memory := process_memory(pid)) is not None])
             time.sleep(interval)
-    except KeyboardInterrupt:  # the command got the Ctrl-C too (same process group): let it stop
-        process.wait()
+    except KeyboardInterrupt:
+        try:  # a Ctrl-C reached the command too (same process group): let it stop on its own
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:  # only this process was signalled: pass it on
+            process.send_signal(signal.SIGINT)
+            process.wait()
         raise
     peak.seconds, peak.exit_status = time.perf_counter() - started, process.returncode
     return peak
@@ -119,9 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         peak = measure(command)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, PermissionError) as error:
         print(f"error: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the command, in the same process group, was interrupted too and has ended
+        print("error: interrupted", file=sys.stderr)
+        return 130
     print(peak.describe(), file=sys.stderr)
     if options.json:
         Path(options.json).write_text(json.dumps({"command": command, **asdict(peak)}, indent=2))
