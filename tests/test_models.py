@@ -13,6 +13,7 @@ keras = pytest.importorskip("keras")
 
 from benchmark.errors import BenchmarkError  # noqa: E402
 from benchmark.models import (  # noqa: E402
+    create_estimator,
     create_model,
     get_model_spec,
     list_models,
@@ -154,13 +155,37 @@ def test_combined_network_takes_frames_and_a_scaled_handcrafted_vector():
         create_model("combined", SMALL_INPUT, N_CLASSES)
 
 
+def test_a_network_whose_softmax_saturates_at_the_start_still_learns_on_this_backend():
+    # Inputs of a large scale saturate fcnn's softmax from the first batch: every clip's
+    # probabilities are 0 or 1 to float32 precision. The cross-entropy of clipped
+    # probabilities then has no gradient at all, and under JAX and PyTorch fcnn sat at chance
+    # on every seed of the default run while TensorFlow (which finds the logits behind a
+    # softmax by itself) learned. Training on the logits learns on every backend.
+    from benchmark.models.network import compile_network
+
+    keras.utils.set_random_seed(0)
+    estimator = create_estimator("fcnn", SMALL_INPUT, N_CLASSES, units=64, n_layers=2)
+    rng = np.random.default_rng(0)
+    y = np.arange(64) % N_CLASSES
+    x = rng.random((64, *SMALL_INPUT), dtype=np.float32)
+    for genre in range(N_CLASSES):  # each class is loud in a band of its own
+        x[y == genre, genre * 12:(genre + 1) * 12] += 4.0
+    x *= 400.0
+    start = estimator.native.predict(x, verbose=0)
+    assert np.mean(start.max(axis=1) > 1 - 1e-6) > 0.9, "the inputs no longer saturate the softmax"
+    trained = compile_network(estimator.native, 1e-3)
+    trained.fit(x, y, epochs=8, batch_size=16, verbose=0)
+    accuracy = np.mean(estimator.predict_proba(x).argmax(axis=1) == y)
+    assert accuracy >= 0.75, f"training accuracy {accuracy:.2f}: fcnn did not learn (chance is 0.25)"
+
+
 def test_a_saved_network_holds_its_weights_not_its_optimizer(tmp_path):
     # Adam keeps two slots per weight: saved with the network they would triple every run's
     # model file; predicting never reads them.
     # Keras alone (no harness config): tox runs this file with nothing but Keras and a backend.
     import zipfile
 
-    from benchmark.models import create_estimator, load_estimator
+    from benchmark.models import load_estimator
     from benchmark.models.network import compile_network
 
     estimator = create_estimator("fcnn", SMALL_INPUT, N_CLASSES, units=64, n_layers=2)

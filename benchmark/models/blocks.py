@@ -107,10 +107,29 @@ def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = 
     return x
 
 
-def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:
-    """Close a network with the softmax over genres every architecture ends in."""
-    import keras
+#: The layer of every network whose output is the genre logits, before the softmax
+#: (:func:`genre_head`); :func:`benchmark.models.network.logits_view` trains on it.
+LOGITS_LAYER = "genre_logits"
+
+
+def genre_head(features, n_classes: int):
+    """The softmax over genres every architecture ends in, as logits then a softmax of its own.
+
+    Two layers, not ``Dense(activation="softmax")``, so that training can take its loss from
+    the logits on every backend (:func:`benchmark.models.network.logits_view`). Keras's
+    TensorFlow backend finds the logits behind a softmax by itself; JAX and PyTorch take the
+    log of the clipped probabilities, whose gradient is zero once the softmax saturates, and a
+    network that saturates early (fcnn on 41,376 inputs) then never learns. The softmax runs in
+    float32 under a mixed-precision policy too.
+    """
     from keras import layers
 
-    outputs = layers.Dense(int(n_classes), activation="softmax", name="genre")(features)
-    return keras.Model(inputs, outputs, name=name)
+    logits = layers.Dense(int(n_classes), name=LOGITS_LAYER)(features)
+    return layers.Activation("softmax", dtype="float32", name="genre")(logits)
+
+
+def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:
+    """Close a network with the softmax over genres every architecture ends in (:func:`genre_head`)."""
+    import keras
+
+    return keras.Model(inputs, genre_head(features, n_classes), name=name)

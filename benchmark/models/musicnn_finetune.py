@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from benchmark.errors import BenchmarkError
+from benchmark.models.blocks import genre_head
 from benchmark.models.network import KerasNetwork
 from benchmark.models.registry import register_model
 
@@ -64,7 +65,7 @@ def build(input_shape, n_classes, *, pretrained, freeze, dropout):
     x = musicnn_body(mel)["penultimate"]
     if dropout:
         x = layers.Dropout(float(dropout), name="genre_dropout")(x)
-    outputs = layers.Dense(int(n_classes), activation="softmax", name="genre")(x)
+    outputs = genre_head(x, n_classes)
     model = models.Model(inputs, outputs, name="musicnn_finetune")
     if pretrained != "none":
         assign_checkpoint(model, load_weights(weights_file(pretrained)), unused=("dense_1/",))

@@ -99,14 +99,14 @@ class KerasNetwork(RegisteredEstimator):
         with dtype_policy("mixed_float16" if training.mixed_precision else "float32"):
             model = self.build()
         self.adapt(model, x_train)
-        compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
+        trained = compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
         progress = EpochProgress(label or model.name, training.epochs)
         stopping = early_stopping(training.early_stopping)
         self.feed = training.feed
         data = self._training_data(x_train, y_train, x_valid, y_valid, training.batch_size, seed,
                                    label or model.name)
         started = time.perf_counter()
-        history = model.fit(
+        history = trained.fit(
             **data,
             epochs=training.epochs,
             verbose=0,
@@ -201,15 +201,46 @@ def chosen_feed(setting: str, x: inputs.Inputs) -> str:
     return "stream" if float32_bytes(x) > STREAM_ABOVE_BYTES else "memory"
 
 
-def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto") -> None:
+def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto") -> Any:
     """The study's optimiser, loss and metric: Adam, sparse categorical cross-entropy, accuracy.
 
-    ``jit_compile`` is ``[train] jit_compile``: XLA on, off, or Keras's choice (``auto``).
+    Returns the model to ``fit``: :func:`logits_view` of ``model`` where it has one, compiled
+    to take the cross-entropy from the logits, else ``model`` itself. ``model`` is compiled as
+    before either way, so that predicting with it runs as it always did. ``jit_compile`` is
+    ``[train] jit_compile``: XLA on, off, or Keras's choice (``auto``).
     """
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+    view = logits_view(model)
+    if view is None:
+        return model
+    view.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                 metrics=["accuracy"], jit_compile=jit_compile)
+    return view
+
+
+def logits_view(model: Any) -> Any | None:
+    """``model`` up to its genre logits (:data:`~benchmark.models.blocks.LOGITS_LAYER`): the same
+    layers and weights, without the final softmax; None for a network without that layer.
+
+    Training takes its loss from these logits on every backend. Keras's TensorFlow backend
+    does so by itself behind a softmax; JAX and PyTorch otherwise take the log of the clipped
+    probabilities, whose gradient vanishes once the softmax saturates: fcnn then sat at chance
+    on every seed under JAX while it learned under TensorFlow. Accuracy is the same on logits
+    as on probabilities (the softmax keeps the order).
+    """
+    import keras
+
+    from benchmark.models.blocks import LOGITS_LAYER
+
+    try:
+        logits = model.get_layer(LOGITS_LAYER).output
+    except (ValueError, AttributeError):  # no such layer, or not a functional network
+        return None
+    return keras.Model(model.input, logits, name=model.name)
 
 
 def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:

@@ -54,9 +54,9 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     estimator = create_estimator(architecture, shape_of(x_train), n_classes, **hyperparameters)
     model = estimator.build()
     estimator.adapt(model, x_train)
-    compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
+    trained = compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
     started = time.perf_counter()
-    model.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
+    trained.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
               batch_size=training.batch_size, shuffle=True, verbose=0)
     seconds = time.perf_counter() - started
     keras.utils.clear_session(free_memory=True)
