@@ -212,3 +212,19 @@ def test_cli_smoke_run_against_a_real_tracking_server(tmp_path, mlflow_server):
     mlflow.set_tracking_uri(mlflow_server)
     model = logged_network(run.data.tags["audio_model_uri"])
     assert model.predict(np.zeros((1, 48, 64), dtype=np.float32), verbose=0).shape == (1, 10)
+
+
+def test_fcnn_learns_the_smoke_training_set_on_this_backend():
+    # tox runs this file on TensorFlow and on JAX: a backend is a speed choice, never a results
+    # choice. fcnn sat at chance under JAX on every seed of the default run (issue 23).
+    from benchmark.data.prepare import prepare_models
+    from benchmark.models import create_estimator
+
+    config = load_experiment("smoke", ["train.epochs=20"])
+    data = prepare_models(config, ["fcnn"], progress=False)["fcnn"].split(0)
+    train, valid = data.subset("train"), data.subset("valid")
+    classes = len(np.unique(train.y))
+    estimator = create_estimator("fcnn", train.x.shape[1:], classes)
+    estimator.fit(train.x, train.y, valid.x, valid.y, training=config.train, seed=0)
+    accuracy = np.mean(estimator.predict_proba(train.x).argmax(axis=1) == train.y)
+    assert accuracy >= 3 / classes, f"training accuracy {accuracy:.2f} on {current_backend()} (chance {1 / classes:.2f})"
