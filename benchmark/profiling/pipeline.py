@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from benchmark import interrupts
 from benchmark.config import ExperimentConfig
+from benchmark.profiling.epochs import epoch_clock
 from benchmark.profiling.floors import FftFloor, bare_fit, fft_floor
 from benchmark.profiling.report import Measurements, ModelMeasure
 from benchmark.profiling.stages import Recorder, stage
@@ -41,11 +42,12 @@ def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: 
     prepared = prepare_models(config, models, progress=progress)
     context = BatchContext(config, prepared, setups, experiment_id, tracking.new_batch_id(), tracking_uri,
                            list(models), {})
-    runs = {}
+    runs, windows = {}, {name: [] for name in models}
     for name in models:
         interrupts.check()
+        clock = [epoch_clock(windows[name])] if kind_of(setups[name].architecture) == NETWORK else []
         try:
-            runs[name] = context.run(Unit(name, seed, 0))
+            runs[name] = context.run(Unit(name, seed, 0), callbacks=clock)
         except UnitFailed as failed:
             raise failed.error from None
     pipeline_seconds = time.perf_counter() - started
@@ -57,7 +59,7 @@ def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: 
         train, valid = data.subset("train"), data.subset("valid")
         setup = setups[name]
         epochs = _epochs_run(runs[name].run_id) if "epochs" in setup.training_keys else None
-        measure = ModelMeasure(name, kind_of(setup.architecture), len(train.y), epochs)
+        measure = ModelMeasure(name, kind_of(setup.architecture), len(train.y), epochs, windows=windows[name])
         if measure.kind == NETWORK and measure.epochs:
             interrupts.check()
             measure.bare = bare_fit(setup.architecture, dict(setup.hyperparameters), setup.training, train.x, train.y,

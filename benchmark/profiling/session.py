@@ -6,6 +6,7 @@ same code path: :func:`run_profile` takes a loaded experiment and returns the JS
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,11 +39,13 @@ def run_profile(config: ExperimentConfig, models: Sequence[str], options: Profil
     start, or the command's where that is unknown (``from_process_start=False``). Start-up ends
     once the pipeline's libraries are imported.
     """
+    from benchmark.profiling.gpu_busy import nvml_sampler
     from benchmark.profiling.machine import load_average, machine_info
     from benchmark.profiling.report import build_profile
 
     load_at_start = load_average()
-    with recording() as recorder:
+    busy = nvml_sampler()  # None without an NVIDIA GPU (or without nvidia-ml-py)
+    with recording() as recorder, busy or contextlib.nullcontext():
         _record_startup(recorder, started)
         per_stage_peaks = memory.peak_is_per_stage()  # after start-up: the probe resets the peak
         if options.synthetic_inputs:
@@ -59,7 +62,7 @@ def run_profile(config: ExperimentConfig, models: Sequence[str], options: Profil
                                              **settings},
                          machine={**machine_info(), "load_average_at_start": load_at_start},
                          per_stage_peaks=per_stage_peaks,
-                         children_peak_rss=memory.children_peak_rss())
+                         children_peak_rss=memory.children_peak_rss(), busy=busy)
 
 
 def _profile_pipeline(config, models, recorder: Recorder, options: ProfileOptions):

@@ -17,6 +17,7 @@ import numpy as np
 
 from benchmark import interrupts
 from benchmark.config import ExperimentConfig
+from benchmark.profiling.epochs import epoch_clock
 from benchmark.profiling.floors import bare_fit
 from benchmark.profiling.pipeline import NETWORK
 from benchmark.profiling.report import Measurements, ModelMeasure
@@ -78,13 +79,15 @@ def profile_synthetic(config: ExperimentConfig, models: Sequence[str], recorder:
             x_train, x_valid = random_inputs(shape, clips, rng), random_inputs(shape, valid_clips, rng)
             y_train, y_valid = (rng.permutation(np.arange(count) % CLASSES) for count in (clips, valid_clips))
         estimator = create_estimator(setup.architecture, shape, CLASSES, **setup.hyperparameters)
+        windows: list = []
         with stage("fit", name):
-            fit = estimator.fit(x_train, y_train, x_valid, y_valid, training=setup.training, seed=seed, label=name)
+            fit = estimator.fit(x_train, y_train, x_valid, y_valid, training=setup.training, seed=seed, label=name,
+                                callbacks=[epoch_clock(windows)])
         harness_seconds += time.perf_counter() - started
         log.info("%s: bare fit", name)
         bare = bare_fit(setup.architecture, dict(setup.hyperparameters), setup.training, x_train, y_train, x_valid,
                         y_valid, n_classes=CLASSES, seed=seed, epochs=fit.epochs_run)
-        measures.append(ModelMeasure(name, NETWORK, clips, fit.epochs_run, bare))
+        measures.append(ModelMeasure(name, NETWORK, clips, fit.epochs_run, bare, windows))
         del x_train, x_valid  # before the next model's inputs: paper-size inputs are GBs
     if not measures:
         from benchmark.errors import BenchmarkError
