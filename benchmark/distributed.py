@@ -215,7 +215,6 @@ def _injected_faults(unit: Unit) -> list:
 def _runtime_env() -> dict:
     """The driver's settings that a task's process needs, on whichever node it runs."""
     import benchmark
-
     from benchmark.backend import with_memory_policy
 
     forwarded = {name: os.environ[name] for name in _FORWARDED if name in os.environ}

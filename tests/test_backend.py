@@ -275,8 +275,8 @@ def test_quiet_backend_logs_hide_probes_and_int64_truncation_but_keep_warnings(r
     assert not probe.isEnabledFor(logging.INFO)  # "Unable to initialize backend 'tpu'" is an INFO line
     assert probe.isEnabledFor(logging.WARNING)  # "CUDA backend failed to initialize" still shows
     warnings.warn("Explicitly requested dtype int64 requested in asarray is not available, and will be "
-                  "truncated to dtype int32. To enable more dtypes, set the jax_enable_x64 ...", UserWarning)
-    warnings.warn("something else", UserWarning)
+                  "truncated to dtype int32. To enable more dtypes, set the jax_enable_x64 ...", UserWarning, stacklevel=1)
+    warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(warning.message) for warning in recwarn] == ["something else"]
 
 

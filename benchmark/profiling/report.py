@@ -198,13 +198,13 @@ def _steady_rows(profile: dict[str, Any]) -> list[tuple]:
     """Per network: first epoch, steady s/epoch and compile, the bare fit's two, their ratio, GPU busy."""
     rows = []
     for name, model in profile["models"].items():
-        bare = profile["floors"]["bare_fit"].get(name)
-        if bare is None or not model.get("epoch_seconds"):
+        if not model.get("epoch_seconds"):
             continue
+        bare = profile["floors"]["bare_fit"].get(name) or {}  # none with --no-floors
         rows.append((name, _maybe_seconds(model["first_epoch_seconds"]), _maybe_seconds(model["steady_seconds_per_epoch"]),
-                     _maybe_seconds(model["compile_seconds"]), _maybe_seconds(bare["steady_seconds_per_epoch"]),
-                     _maybe_seconds(bare["compile_seconds"]), _ratio(profile["ratios"]["steady"].get(name)),
-                     _busy(model["gpu_busy"], bare["gpu_busy"])))
+                     _maybe_seconds(model["compile_seconds"]), _maybe_seconds(bare.get("steady_seconds_per_epoch")),
+                     _maybe_seconds(bare.get("compile_seconds")), _ratio(profile["ratios"]["steady"].get(name)),
+                     _busy(model["gpu_busy"], bare.get("gpu_busy"))))
     return rows
 
 
@@ -213,7 +213,9 @@ def _busy(harness: dict | None, bare: dict | None) -> str:
     def one(values):
         value = values["steady"] if values["steady"] is not None else values["fit"]
         return "?" if value is None else f"{value:.0%}"
-    return "n/a" if harness is None or bare is None else f"{one(harness)} / {one(bare)}"
+    if harness is None:
+        return "n/a"
+    return one(harness) + (f" / {one(bare)}" if bare is not None else "")
 
 
 def _maybe_seconds(value: float | None) -> str:
