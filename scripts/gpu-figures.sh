@@ -21,7 +21,7 @@
 # Then summary.md (scripts/gpu_figures_summary.py) gathers the figures for the README.
 set -u
 OUT=${OUT:?set OUT to the folder for the logs and JSON}
-PYTHON=${PYTHON:-python}
+PYTHON=${PYTHON:-$(command -v python || command -v python3)}
 TINY=${GPU_FIGURES_TINY:-}
 # Seconds for every step together (start-up and the summary fit in the rest of 8 minutes); a
 # shared CPU runs even the smoke size slower than a GPU runs the paper's: no budget to speak of.
@@ -81,7 +81,8 @@ fi
 [ -z "$DRY" ] && { git rev-parse HEAD 2>/dev/null; "$PYTHON" -c "import keras, jax; print('keras', keras.__version__, 'jax', jax.__version__)" 2>/dev/null; } > "$OUT/versions.txt"
 
 harness=("$PYTHON" -m benchmark)
-step profile-auto 240 90 "${harness[@]}" profile --synthetic-inputs "${PROFILE[@]}" --backend "$BACKEND" \
+# One process for the four networks (start-up once); at 96af662's speed it took about 4 minutes.
+step profile-auto 300 90 "${harness[@]}" profile --synthetic-inputs "${PROFILE[@]}" --backend "$BACKEND" \
   --no-progress --json "$OUT/profile-auto.json"
 step run-default 150 60 "${harness[@]}" run "${RUN[@]}" --seeds 0 --backend "$BACKEND" --no-progress \
   --tracking-uri "sqlite:///$STORE/mlflow.db"
