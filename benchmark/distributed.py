@@ -40,6 +40,9 @@ UNIT_RETRIES = 3
 FAULT_UNIT_VARIABLE, FAULT_MARKER_VARIABLE = "GENRE_BENCHMARK_FAULT_KILL_UNIT", "GENRE_BENCHMARK_FAULT_MARKER"
 #: What a task's process needs from the driver's environment.
 _FORWARDED = ("KERAS_BACKEND", "GENRE_BENCHMARK_CACHE", FAULT_UNIT_VARIABLE, FAULT_MARKER_VARIABLE)
+#: The user's own GPU memory settings, forwarded instead of the backend's policy where set.
+_MEMORY_VARIABLES = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR",
+                     "TF_FORCE_GPU_ALLOW_GROWTH", "PYTORCH_CUDA_ALLOC_CONF")
 
 
 @dataclass(frozen=True)
@@ -186,8 +189,10 @@ def _tuning_task(run_worker, task, prepared) -> int:
 
 
 def _configure_worker_logging() -> None:
+    from benchmark.backend import quiet_backend_logs
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # as the command line does
+    quiet_backend_logs()  # as the command line does
 
 
 def _injected_faults(unit: Unit) -> list:
@@ -210,8 +215,12 @@ def _injected_faults(unit: Unit) -> list:
 def _runtime_env() -> dict:
     """The driver's settings that a task's process needs, on whichever node it runs."""
     import benchmark
+    from benchmark.backend import with_memory_policy
 
     forwarded = {name: os.environ[name] for name in _FORWARDED if name in os.environ}
+    # The user's GPU memory settings, else the backend's policy: a node's tasks may share a GPU.
+    own = {name: os.environ[name] for name in _MEMORY_VARIABLES if name in os.environ}
+    forwarded.update(with_memory_policy(own, os.environ.get("KERAS_BACKEND")))
     if benchmark.USER_TF_LOG_LEVEL is not None:  # else each node picks its own (GPU or not: see benchmark/__init__)
         forwarded["TF_CPP_MIN_LOG_LEVEL"] = benchmark.USER_TF_LOG_LEVEL
     return {"env_vars": forwarded}

@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from benchmark.backend import current_backend, device_in_use, quiet_backend_logs, with_memory_policy
 from benchmark.errors import BenchmarkError
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ WATCH_SECONDS = 1.0
 #: Seconds a unit's process gets to mark its run KILLED after SIGTERM, before SIGKILL.
 STOP_GRACE_SECONDS = 30.0
 _PENDING = object()  # no outcome received yet
+#: The batches (by id) whose first unit's process has been told to name the device.
+_ANNOUNCED_BATCHES: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,14 @@ class UnitProcess:
         server = _server_context()
         self._context, self.unit = context, unit
         self._receiver, sender = server.Pipe(duplex=False)
+        # The first unit of a batch names the device it trains on: its process initialises the
+        # backend anyway, and the batch's own process never does.
+        announce = context.batch_id not in _ANNOUNCED_BATCHES
+        _ANNOUNCED_BATCHES.add(context.batch_id)
+        environment = with_memory_policy(dict(os.environ))  # two units' processes may share a GPU
         self._process = server.Process(
             target=_unit_process, name=f"unit {unit.model} seed {unit.seed}",
-            args=(sender, context, unit, os.getpid(), dict(os.environ), logging.getLogger().level))
+            args=(sender, context, unit, os.getpid(), environment, logging.getLogger().level, announce))
         self._process.start()
         sender.close()  # ours: the pipe reads EOF once the unit's process has gone
         self._outcome: object = _PENDING
@@ -197,8 +205,12 @@ def _reap_unit_runs(context: BatchContext) -> None:
 # --- in the unit's process -----------------------------------------------------------------------
 
 def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, environment: dict[str, str],
-                  log_level: int) -> None:
-    """The unit's process: the batch's environment and logging, signals as the batch wants, one unit."""
+                  log_level: int, announce_device: bool = False) -> None:
+    """The unit's process: the batch's environment and logging, signals as the batch wants, one unit.
+
+    ``environment`` holds the backend's memory policy (:func:`benchmark.backend.memory_policy`);
+    with ``announce_device`` (the batch's first unit) it logs the device it trains on.
+    """
     from benchmark import interrupts, tracking
     from benchmark.redaction import install_log_redaction
     from benchmark.unit import UnitFailed
@@ -208,9 +220,11 @@ def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, env
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle: it sends SIGTERM
     _die_with(batch_pid)
     logging.basicConfig(level=log_level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", force=True)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    quiet_backend_logs()
     install_log_redaction()
     tracking.use_store(context.tracking_uri)
+    if announce_device:
+        _log_device()
     with interrupts.handled():
         try:
             outcome = context.run(unit, scored=lambda: sender.send(_Scored()))
@@ -223,6 +237,15 @@ def _unit_process(sender, context: BatchContext, unit: Unit, batch_pid: int, env
     except BrokenPipeError:  # the batch's process is gone; so is the one who would read this
         pass
     sender.close()
+
+
+def _log_device() -> None:
+    """One line naming the device the batch trains on; a failing query is a line too, not a failure."""
+    try:
+        device = device_in_use()
+    except Exception as error:  # noqa: BLE001  the unit itself will fail, or not, with its own words
+        device = f"unknown ({type(error).__name__}: {error})"
+    log.info("device: %s (Keras backend %s)", device, current_backend())
 
 
 def _die_with(batch_pid: int) -> None:

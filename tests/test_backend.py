@@ -224,3 +224,66 @@ def test_ray_forwards_only_the_users_own_tensorflow_log_level(monkeypatch):
     assert "TF_CPP_MIN_LOG_LEVEL" not in _runtime_env()["env_vars"]  # each node picks its own
     monkeypatch.setattr(benchmark, "USER_TF_LOG_LEVEL", "1")
     assert _runtime_env()["env_vars"]["TF_CPP_MIN_LOG_LEVEL"] == "1"
+
+
+# --- on a GPU: memory policy, quiet logs, the device -------------------------------------------------
+
+def test_the_memory_policy_lets_processes_share_a_gpu_and_the_users_values_win():
+    from benchmark.backend import memory_policy, with_memory_policy
+
+    assert memory_policy({}, "jax") == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    assert memory_policy({}, "tensorflow") == {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+    assert memory_policy({}, "torch") == {}
+    assert memory_policy({"KERAS_BACKEND": "jax"}) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+    assert memory_policy({}) == {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}  # the default backend's
+    assert memory_policy({"XLA_PYTHON_CLIENT_MEM_FRACTION": ".45"}, "jax") == {}  # a policy of the user's
+    own = {"TF_FORCE_GPU_ALLOW_GROWTH": "false"}
+    assert with_memory_policy(own, "tensorflow") == own
+
+
+def test_selecting_a_backend_sets_its_memory_policy_where_the_user_set_none(monkeypatch):
+    import keras  # noqa: F401  the running backend is TensorFlow
+
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH", raising=False)
+    select_backend("tensorflow")
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "false")
+    select_backend("tensorflow")
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "false"
+
+
+def test_ray_tasks_get_the_memory_policy_or_the_users_own(monkeypatch):
+    from benchmark.distributed import _runtime_env
+
+    for name in ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_FORCE_GPU_ALLOW_GROWTH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    assert _runtime_env()["env_vars"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.4")
+    forwarded = _runtime_env()["env_vars"]
+    assert forwarded["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.4" and "XLA_PYTHON_CLIENT_PREALLOCATE" not in forwarded
+
+
+def test_quiet_backend_logs_hide_probes_and_int64_truncation_but_keep_warnings(recwarn):
+    import logging
+    import warnings
+
+    from benchmark.backend import quiet_backend_logs
+
+    quiet_backend_logs()
+    probe = logging.getLogger("jax._src.xla_bridge")
+    assert not probe.isEnabledFor(logging.INFO)  # "Unable to initialize backend 'tpu'" is an INFO line
+    assert probe.isEnabledFor(logging.WARNING)  # "CUDA backend failed to initialize" still shows
+    warnings.warn("Explicitly requested dtype int64 requested in asarray is not available, and will be "
+                  "truncated to dtype int32. To enable more dtypes, set the jax_enable_x64 ...", UserWarning, stacklevel=1)
+    warnings.warn("something else", UserWarning, stacklevel=1)
+    assert [str(warning.message) for warning in recwarn] == ["something else"]
+
+
+@pytest.mark.skipif(not NO_NVIDIA_DEVICE, reason="a machine with an NVIDIA device names it")
+def test_without_a_gpu_the_device_in_use_is_the_cpu():
+    import keras  # noqa: F401  TensorFlow here; JAX's answer is checked in test_isolation
+
+    from benchmark.backend import device_in_use
+
+    assert device_in_use("tensorflow") == "cpu"

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import pickle
 import signal
@@ -30,7 +32,7 @@ from benchmark.isolation import UnitProcessError, _portable, run_in_fresh_proces
 from benchmark.liveness import KILLED_REASON_TAG, PID_TAG, owner_tags
 from benchmark.runner import BatchContext, UnitFailed
 from benchmark.unit import Unit
-from tests.helpers import client_for, start_run, store_uri, wait_for_line
+from tests.helpers import PROJECT_ROOT, client_for, start_run, store_uri, wait_for_line
 
 SMOKE = ["--experiment", "smoke", "--no-progress"]
 SMALL_FCNN = ["--set", "model.fcnn.units=32", "--set", "model.fcnn.n_layers=1"]
@@ -322,6 +324,80 @@ def test_under_keep_going_a_failure_while_logging_is_recorded_and_the_batch_goes
     assert [run.partition(" ran in ")[0] for run in runs] == ["fcnn seed 1"]
     assert [(failure.seed, failure.run_id, failure.reason) for failure in failures] == [
         (0, "run-of-seed-0", "the store is full")]
+
+
+# --- what a unit's process receives: the GPU memory policy, one device line per batch -------------------
+
+#: The variables of every backend's GPU memory policy, and the backend they follow.
+MEMORY_VARIABLES = ("KERAS_BACKEND", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                    "TF_FORCE_GPU_ALLOW_GROWTH", "PYTORCH_CUDA_ALLOC_CONF")
+
+
+@dataclass(frozen=True)
+class EnvironmentContext(BatchContext):
+    """A batch context whose units report the memory variables their own process sees."""
+
+    def gather(self, unit):
+        pass
+
+    def run(self, unit, *, supersedes=None, callbacks=(), scored=None):
+        return {name: os.environ.get(name) for name in MEMORY_VARIABLES}
+
+
+@pytest.mark.parametrize(("users", "expected"), [
+    ({"KERAS_BACKEND": "jax"}, {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
+    ({"KERAS_BACKEND": "tensorflow"}, {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}),
+    ({"KERAS_BACKEND": "torch"}, {}),  # PyTorch's allocator is lazy already
+    # The user's own values win; any JAX memory variable is a policy of the user's own.
+    ({"KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.3"}, {}),
+    ({"KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "true"}, {}),
+    ({"KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "false"}, {}),
+    ({"KERAS_BACKEND": "torch", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}, {}),
+], ids=["jax", "tensorflow", "torch", "jax-fraction", "jax-preallocate", "tensorflow-no-growth", "torch-conf"])
+def test_a_units_process_receives_its_backends_memory_policy_unless_the_user_set_one(store, monkeypatch, users,
+                                                                                      expected):
+    uri, experiment_id = store
+    for name in MEMORY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in users.items():
+        monkeypatch.setenv(name, value)
+    from benchmark.config import load_experiment
+
+    context = EnvironmentContext(load_experiment("smoke"), {}, {}, experiment_id, "batch-environment", uri,
+                                 ["fcnn"], {})
+    seen = run_in_fresh_process(context, Unit("fcnn", 0, 0))  # read in the unit's own process
+    assert seen == {name: None for name in MEMORY_VARIABLES} | users | expected
+
+
+@pytest.mark.slow  # a process that imports the harness under JAX, and its server importing it again
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="needs JAX")
+def test_a_batch_names_its_device_once_and_no_unit_logs_backend_probes(tmp_path):
+    """Two units under JAX on this CPU: the first unit's process names the device; neither logs
+    JAX's probe of a TPU ("Unable to initialize backend 'tpu'")."""
+    script = (
+        "import json, logging, sys\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "from benchmark import tracking\n"
+        "from benchmark.config import load_experiment\n"
+        "from benchmark.runner import _run_here\n"
+        "from benchmark.unit import Unit\n"
+        "from tests.test_isolation import EnvironmentContext\n"
+        "uri = sys.argv[1]\n"
+        "tracking.connect(uri)\n"
+        "context = EnvironmentContext(load_experiment('smoke'), {}, {}, tracking.ensure_experiment('d', uri),\n"
+        "                             'batch-device', uri, ['fcnn'], {})\n"
+        "runs, failures = _run_here(context, [Unit('fcnn', 0, 0), Unit('fcnn', 1, 0)], False, fresh_processes=True)\n"
+        "print(json.dumps(runs))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax", "PYTHONPATH": str(PROJECT_ROOT)}
+    done = subprocess.run([sys.executable, "-c", script, store_uri(tmp_path)], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    devices = [line.partition(" ")[2] for line in done.stderr.splitlines() if " device: " in line]  # after the time
+    assert devices == ["device: cpu (Keras backend jax)"], done.stderr[-3000:]
+    assert "Unable to initialize backend" not in done.stderr
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [run["XLA_PYTHON_CLIENT_PREALLOCATE"] for run in runs] == ["false", "false"]
 
 
 # --- signals to the batch's process ------------------------------------------------------------------

@@ -252,3 +252,106 @@ def test_tree_memory_interrupted_stops_its_command_and_says_so_in_one_line():
     assert sampler.returncode == 130
     assert stderr.strip().splitlines()[-1] == "error: interrupted"
     assert "KeyboardInterrupt" in stderr  # the command's own: the interrupt reached it
+
+
+# --- steady state apart from start-up; the GPU's busy fraction ---------------------------------------
+
+def assert_steady_state_is_consistent(values: dict, epochs: int) -> None:
+    """Per-epoch seconds, steady s/epoch (median of 2..n) and compile (first minus steady) agree."""
+    import statistics
+
+    seconds = values["epoch_seconds"]
+    assert len(seconds) == epochs and all(value > 0 for value in seconds)
+    assert values["first_epoch_seconds"] == seconds[0]
+    assert sum(seconds) <= values.get("fit_seconds", values.get("seconds"))  # epochs lie inside the fit
+    if epochs == 1:
+        assert values["steady_seconds_per_epoch"] is None and values["compile_seconds"] is None
+    else:
+        assert values["steady_seconds_per_epoch"] == pytest.approx(statistics.median(seconds[1:]))
+        assert values["compile_seconds"] == pytest.approx(seconds[0] - values["steady_seconds_per_epoch"])
+
+
+def test_a_pipeline_profile_times_each_epoch_of_each_network(smoke_profile):
+    _, profile = smoke_profile
+    for model in SMOKE_MODELS:
+        assert_steady_state_is_consistent(profile["models"][model], 1)
+        assert_steady_state_is_consistent(profile["floors"]["bare_fit"][model], 1)
+        assert profile["ratios"]["steady"][model] is None  # one epoch: no steady state to compare
+
+
+NO_NVIDIA_DEVICE = not list(__import__("pathlib").Path("/dev").glob("nvidia[0-9]*"))
+
+
+def test_synthetic_inputs_tell_steady_state_from_start_up(tmp_path, capsys):
+    path = tmp_path / "steady.json"
+    status = _profile("--synthetic-inputs", "--models", "fcnn", "--set", "features.n_mels=16", "--set",
+                      "features.frames=32", "--set", "model.fcnn.units=32", "--clips", "8", "--epochs", "3",
+                      "--json", str(path))
+    assert status == 0
+    profile = json.loads(path.read_text())
+    harness, bare = profile["models"]["fcnn"], profile["floors"]["bare_fit"]["fcnn"]
+    assert_steady_state_is_consistent(harness, 3)
+    assert_steady_state_is_consistent(bare, 3)
+    assert profile["ratios"]["steady"]["fcnn"] == pytest.approx(
+        harness["steady_seconds_per_epoch"] / bare["steady_seconds_per_epoch"])
+    assert profile["machine"]["device"]
+    table = capsys.readouterr().out
+    assert "steady s/epoch" in table and "compile" in table
+    if NO_NVIDIA_DEVICE:
+        assert harness["gpu_busy"] is None and bare["gpu_busy"] is None
+        assert profile["gpu_busy"] == {"sampled": False, "device": None, "note": "no NVIDIA GPU"}
+        assert "no NVIDIA GPU" in table and profile["machine"]["device"] == "cpu"
+    else:
+        assert 0 <= harness["gpu_busy"]["steady"] <= 1
+
+
+def test_the_busy_sampler_averages_the_samples_inside_a_window():
+    from benchmark.profiling.gpu_busy import BusySampler
+
+    readings = iter([0.0, 1.0] * 1000)
+    with BusySampler(lambda: next(readings), device="fake", interval=0.001) as sampler:
+        while len(sampler.samples) < 20:
+            time.sleep(0.01)
+    assert len(sampler.samples) >= 20 and sampler.device == "fake"
+    times = [when for when, _ in sampler.samples]
+    assert times == sorted(times)
+    assert sampler.fraction((times[0], times[3])) == pytest.approx(0.5)  # 0, 1, 0, 1
+    assert sampler.fraction((times[1], times[1])) == 1.0
+    assert sampler.fraction((times[-1] + 1, times[-1] + 2)) is None  # no sample there
+    assert sampler.fraction(None) is None
+
+
+def test_a_failing_read_is_a_missed_sample_not_a_failure():
+    from benchmark.profiling.gpu_busy import BusySampler
+
+    calls = []
+
+    def read():
+        calls.append(1)
+        if len(calls) % 2:
+            raise RuntimeError("driver busy")
+        return 0.25
+
+    with BusySampler(read, device="fake", interval=0.001) as sampler:
+        while len(sampler.samples) < 5:
+            time.sleep(0.01)
+    assert {busy for _, busy in sampler.samples} == {0.25}
+
+
+@pytest.mark.skipif(not NO_NVIDIA_DEVICE, reason="a machine with an NVIDIA GPU samples it")
+def test_without_an_nvidia_gpu_there_is_no_sampler():
+    from benchmark.profiling.gpu_busy import nvml_sampler
+
+    assert nvml_sampler() is None
+
+
+def test_steady_state_of_epoch_windows():
+    from benchmark.profiling.epochs import fit_span, steady_span, steady_state
+
+    windows = [(0.0, 10.0), (10.0, 12.0), (12.0, 15.0), (15.0, 17.0)]  # 10, 2, 3, 2 seconds
+    assert steady_state(windows) == {"epoch_seconds": [10.0, 2.0, 3.0, 2.0], "first_epoch_seconds": 10.0,
+                                     "steady_seconds_per_epoch": 2.0, "compile_seconds": 8.0}
+    assert steady_span(windows) == (10.0, 17.0) and fit_span(windows) == (0.0, 17.0)
+    assert steady_state([]) == {"epoch_seconds": [], "first_epoch_seconds": None,
+                                "steady_seconds_per_epoch": None, "compile_seconds": None}
+    assert steady_span(windows[:1]) is None and fit_span([]) is None

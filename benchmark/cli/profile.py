@@ -39,6 +39,9 @@ def add_profile(verbs) -> None:
     profile.add_argument("--clips", type=int, default=DEFAULT_CLIPS, metavar="N",
                          help="with --synthetic-inputs: training clips (default: %(default)s; a quarter as "
                          "many again for validation)")
+    profile.add_argument("--no-floors", action="store_true",
+                         help="the harness alone: no bare fits and no FFT floor (comparing settings of one "
+                         "network, whose floor was measured once already)")
     profile.add_argument("--no-progress", action="store_true", help="no progress bars")
     profile.set_defaults(handler=_profile)
 
@@ -69,7 +72,7 @@ def _profile(args) -> int:
 
     options = ProfileOptions(
         epochs=args.epochs, synthetic_inputs=args.synthetic_inputs, clips=args.clips, warm_cache=args.warm_cache,
-        tracking_uri=args.tracking_uri, progress=not args.no_progress,
+        tracking_uri=args.tracking_uri, progress=not args.no_progress, floors=not args.no_floors,
         arguments={"experiment": args.experiment, "models": args.models, "set": experiment_overrides(args), "seeds": args.seeds,
                    "data_dir": args.data_dir, "split_dir": args.split_dir},
     )

@@ -2,7 +2,8 @@
 
 - :func:`bare_fit`: ``model.fit`` of the same network (built by the registry's builder, as the
   harness builds it, same seed) on the same arrays already in float32, with the same epochs,
-  batch size and validation data, and no callbacks: what training costs without the harness.
+  batch size and validation data, and no callbacks but an epoch clock (epoch hooks only, so
+  batches stay asynchronous): what training costs without the harness.
 - :func:`fft_floor`: a plain float32 STFT magnitude (framing, Hann window, real FFT, magnitude)
   of the same clips' audio, a thread per core, decoding excluded: what extraction cannot go
   below, whatever the representation adds on top (mel filters, dB, cache files).
@@ -26,11 +27,13 @@ FFT_BLOCK_FRAMES = 64
 
 @dataclass(frozen=True)
 class BareFit:
-    """One bare ``model.fit``: its seconds, epochs and training inputs."""
+    """One bare ``model.fit``: its seconds, epochs and training inputs, and each epoch's window."""
 
     seconds: float
     epochs: int
     samples: int
+    #: Each epoch's (start, end) on the ``perf_counter`` clock (:mod:`benchmark.profiling.epochs`).
+    windows: tuple[tuple[float, float], ...] = ()
 
 
 def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_train, y_train, x_valid, y_valid, *,
@@ -47,6 +50,7 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     from benchmark.data.inputs import as_float32, shape_of
     from benchmark.models import create_estimator
     from benchmark.models.network import compile_network, seed_everything
+    from benchmark.profiling.epochs import epoch_clock
 
     x_train, x_valid = as_float32(x_train), as_float32(x_valid)  # outside the timing: the floor's inputs
     keras.utils.clear_session(free_memory=True)
@@ -55,12 +59,13 @@ def bare_fit(architecture: str, hyperparameters: dict[str, Any], training, x_tra
     model = estimator.build()
     estimator.adapt(model, x_train)
     trained = compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
+    windows: list[tuple[float, float]] = []
     started = time.perf_counter()
     trained.fit(x_train, y_train, validation_data=(x_valid, y_valid), epochs=epochs,
-              batch_size=training.batch_size, shuffle=True, verbose=0)
+                batch_size=training.batch_size, shuffle=True, verbose=0, callbacks=[epoch_clock(windows)])
     seconds = time.perf_counter() - started
     keras.utils.clear_session(free_memory=True)
-    return BareFit(seconds, epochs, len(y_train))
+    return BareFit(seconds, epochs, len(y_train), tuple(windows))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ def load_average() -> list[float] | None:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU count (and those this process may use), load average now, versions, accelerators, git commit.
+    """CPU count (and those this process may use), load average now, versions, accelerators, the
+    device in use, git commit.
 
     Imports Keras (its backend is part of the answer); the backend is what ``KERAS_BACKEND``
     chose before Keras was first imported.
@@ -36,6 +37,7 @@ def machine_info() -> dict[str, Any]:
         "backend": backend,
         "backend_version": _backend_version(backend),
         "accelerators": _accelerators(backend),
+        "device": _device(backend),
         "git_commit": git_commit(),
     }
 
@@ -47,6 +49,16 @@ def _backend_version(backend: str) -> str | None:
     try:
         return importlib.metadata.version(package) if package else None
     except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _device(backend: str) -> str | None:
+    """The device the backend trains on (``cuda:0 NVIDIA H100 80GB HBM3``, ``cpu``), as ``run`` logs it."""
+    from benchmark.backend import device_in_use
+
+    try:
+        return device_in_use(backend)
+    except Exception:  # noqa: BLE001  a backend's device query failing must not fail the profile
         return None
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from benchmark import interrupts
 from benchmark.config import ExperimentConfig
+from benchmark.profiling.epochs import epoch_clock
 from benchmark.profiling.floors import FftFloor, bare_fit, fft_floor
 from benchmark.profiling.report import Measurements, ModelMeasure
 from benchmark.profiling.stages import Recorder, stage
@@ -25,8 +26,9 @@ NETWORK = "network"
 
 
 def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: Recorder, *, tracking_uri: str,
-                     progress: bool = True) -> Measurements:
-    """Run one unit per model (first seed, first split) into ``tracking_uri``, then measure the floors."""
+                     progress: bool = True, floors: bool = True) -> Measurements:
+    """Run one unit per model (first seed, first split) into ``tracking_uri``, then (``floors``) measure
+    the floors."""
     from benchmark import tracking
     from benchmark.data.prepare import prepare_models
     from benchmark.runner import BatchContext, UnitFailed
@@ -41,24 +43,26 @@ def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: 
     prepared = prepare_models(config, models, progress=progress)
     context = BatchContext(config, prepared, setups, experiment_id, tracking.new_batch_id(), tracking_uri,
                            list(models), {})
-    runs = {}
+    runs, windows = {}, {name: [] for name in models}
     for name in models:
         interrupts.check()
+        clock = [epoch_clock(windows[name])] if kind_of(setups[name].architecture) == NETWORK else []
         try:
-            runs[name] = context.run(Unit(name, seed, 0))
+            runs[name] = context.run(Unit(name, seed, 0), callbacks=clock)
         except UnitFailed as failed:
             raise failed.error from None
     pipeline_seconds = time.perf_counter() - started
 
-    log.info("floors: a bare fit of each network, then a plain STFT of the clips")
+    if floors:
+        log.info("floors: a bare fit of each network, then a plain STFT of the clips")
     measures = []
     for name in models:
         data = prepared[name].split(0)  # gathered already: the same arrays the unit trained on
         train, valid = data.subset("train"), data.subset("valid")
         setup = setups[name]
         epochs = _epochs_run(runs[name].run_id) if "epochs" in setup.training_keys else None
-        measure = ModelMeasure(name, kind_of(setup.architecture), len(train.y), epochs)
-        if measure.kind == NETWORK and measure.epochs:
+        measure = ModelMeasure(name, kind_of(setup.architecture), len(train.y), epochs, windows=windows[name])
+        if floors and measure.kind == NETWORK and measure.epochs:
             interrupts.check()
             measure.bare = bare_fit(setup.architecture, dict(setup.hyperparameters), setup.training, train.x, train.y,
                                     valid.x, valid.y, n_classes=len(prepared[name].class_names), seed=seed,
@@ -66,7 +70,7 @@ def profile_pipeline(config: ExperimentConfig, models: Sequence[str], recorder: 
         measures.append(measure)
     fold = prepared[models[0]].split(0).fold
     return Measurements("pipeline", config.name, seed, fold, recorder, pipeline_seconds, measures,
-                        fft=_fft_floors(config, prepared.values()))
+                        fft=_fft_floors(config, prepared.values()) if floors else {})
 
 
 def _fft_floors(config: ExperimentConfig, prepared) -> dict[str, FftFloor]:

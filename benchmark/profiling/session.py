@@ -6,6 +6,7 @@ same code path: :func:`run_profile` takes a loaded experiment and returns the JS
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class ProfileOptions:
     warm_cache: bool = False
     tracking_uri: str | None = None
     progress: bool = True
+    #: Measure the floors (bare fits, FFT) too; False: the harness alone.
+    floors: bool = True
     #: The experiment's options as given (experiment, models, --set, ...), recorded in the JSON.
     arguments: dict[str, Any] = field(default_factory=dict)
 
@@ -38,17 +41,19 @@ def run_profile(config: ExperimentConfig, models: Sequence[str], options: Profil
     start, or the command's where that is unknown (``from_process_start=False``). Start-up ends
     once the pipeline's libraries are imported.
     """
+    from benchmark.profiling.gpu_busy import nvml_sampler
     from benchmark.profiling.machine import load_average, machine_info
     from benchmark.profiling.report import build_profile
 
     load_at_start = load_average()
-    with recording() as recorder:
+    busy = nvml_sampler()  # None without an NVIDIA GPU (or without nvidia-ml-py)
+    with recording() as recorder, busy or contextlib.nullcontext():
         _record_startup(recorder, started)
         per_stage_peaks = memory.peak_is_per_stage()  # after start-up: the probe resets the peak
         if options.synthetic_inputs:
             from benchmark.profiling.synthetic import profile_synthetic
 
-            measured = profile_synthetic(config, models, recorder, clips=options.clips)
+            measured = profile_synthetic(config, models, recorder, clips=options.clips, floors=options.floors)
             settings = {"cache": None, "tracking": None}
         else:
             measured, settings = _profile_pipeline(config, models, recorder, options)
@@ -56,10 +61,11 @@ def run_profile(config: ExperimentConfig, models: Sequence[str], options: Profil
         measured.notes.append("start-up counts from the command's start: this system does not tell a process's age")
     return build_profile(measured, settings={"arguments": options.arguments, "epochs": options.epochs,
                                              "clips": options.clips if options.synthetic_inputs else None,
+                                             "floors": options.floors,
                                              **settings},
                          machine={**machine_info(), "load_average_at_start": load_at_start},
                          per_stage_peaks=per_stage_peaks,
-                         children_peak_rss=memory.children_peak_rss())
+                         children_peak_rss=memory.children_peak_rss(), busy=busy)
 
 
 def _profile_pipeline(config, models, recorder: Recorder, options: ProfileOptions):
@@ -69,14 +75,15 @@ def _profile_pipeline(config, models, recorder: Recorder, options: ProfileOption
 
     with profile_workspace(cold_cache=not options.warm_cache, tracking_uri=options.tracking_uri) as workspace:
         measured = profile_pipeline(config, models, recorder, tracking_uri=workspace.tracking_uri,
-                                    progress=options.progress)
+                                    progress=options.progress, floors=options.floors)
     measured.notes.append(
         "features extracted into an empty temporary cache (cold); --warm-cache uses the user's cache"
         if workspace.cold_cache else f"features read from the user's cache {workspace.cache_root} (warm, if filled)")
     measured.notes.append("runs logged to a temporary tracking store, removed after" if workspace.throwaway_store
                           else f"runs logged to {redact(workspace.tracking_uri)}")
-    measured.notes.append("bare fits and FFT floors ran after the units, in the same process; the units too "
-                          "(run trains each in a fresh process); extraction worker processes (handcrafted "
+    measured.notes.append(("bare fits and FFT floors ran after the units, in the same process; the units too "
+                           if options.floors else "no floors measured (--no-floors); the units ran in one process ")
+                          + "(run trains each in a fresh process); extraction worker processes (handcrafted "
                           "statistics), if any, peak at harness.children_peak_rss_mb")
     settings = {"cache": {"features": "cold" if workspace.cold_cache else "warm",
                           "root": None if workspace.cold_cache else str(workspace.cache_root)},

@@ -17,6 +17,7 @@ import numpy as np
 
 from benchmark import interrupts
 from benchmark.config import ExperimentConfig
+from benchmark.profiling.epochs import epoch_clock
 from benchmark.profiling.floors import bare_fit
 from benchmark.profiling.pipeline import NETWORK
 from benchmark.profiling.report import Measurements, ModelMeasure
@@ -57,8 +58,9 @@ def random_inputs(shape, count: int, rng: np.random.Generator):
 
 
 def profile_synthetic(config: ExperimentConfig, models: Sequence[str], recorder: Recorder, *,
-                      clips: int) -> Measurements:
-    """Fit each network of ``models`` on ``clips`` random inputs, by the harness and bare; skip the others."""
+                      clips: int, floors: bool = True) -> Measurements:
+    """Fit each network of ``models`` on ``clips`` random inputs, by the harness and (``floors``)
+    bare; skip the others."""
     from benchmark.models import create_estimator
     from benchmark.unit import model_setup
 
@@ -78,18 +80,22 @@ def profile_synthetic(config: ExperimentConfig, models: Sequence[str], recorder:
             x_train, x_valid = random_inputs(shape, clips, rng), random_inputs(shape, valid_clips, rng)
             y_train, y_valid = (rng.permutation(np.arange(count) % CLASSES) for count in (clips, valid_clips))
         estimator = create_estimator(setup.architecture, shape, CLASSES, **setup.hyperparameters)
+        windows: list = []
         with stage("fit", name):
-            fit = estimator.fit(x_train, y_train, x_valid, y_valid, training=setup.training, seed=seed, label=name)
+            fit = estimator.fit(x_train, y_train, x_valid, y_valid, training=setup.training, seed=seed, label=name,
+                                callbacks=[epoch_clock(windows)])
         harness_seconds += time.perf_counter() - started
-        log.info("%s: bare fit", name)
-        bare = bare_fit(setup.architecture, dict(setup.hyperparameters), setup.training, x_train, y_train, x_valid,
-                        y_valid, n_classes=CLASSES, seed=seed, epochs=fit.epochs_run)
-        measures.append(ModelMeasure(name, NETWORK, clips, fit.epochs_run, bare))
+        bare = None
+        if floors:
+            log.info("%s: bare fit", name)
+            bare = bare_fit(setup.architecture, dict(setup.hyperparameters), setup.training, x_train, y_train,
+                            x_valid, y_valid, n_classes=CLASSES, seed=seed, epochs=fit.epochs_run)
+        measures.append(ModelMeasure(name, NETWORK, clips, fit.epochs_run, bare, windows))
         del x_train, x_valid  # before the next model's inputs: paper-size inputs are GBs
     if not measures:
         from benchmark.errors import BenchmarkError
 
         raise BenchmarkError("--synthetic-inputs times networks, and none of the models given is one")
     notes.append(f"random float16 inputs, {clips} training and {valid_clips} validation clips per network; "
-                 "no audio, extraction, evaluation or tracking")
+                 "no audio, extraction, evaluation or tracking" + ("" if floors else "; no bare fits (--no-floors)"))
     return Measurements("synthetic-inputs", config.name, seed, None, recorder, harness_seconds, measures, notes=notes)
