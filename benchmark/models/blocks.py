@@ -108,9 +108,16 @@ def dense_stack(x, units: Sequence[int], *, dropout: float = 0.0, prefix: str = 
 
 
 def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:
-    """Close a network with the softmax over genres every architecture ends in."""
+    """Close a network with the softmax over genres every architecture ends in.
+
+    Under a mixed-precision policy the layer computes in float32 (as Keras's mixed-precision
+    guide advises): a 16-bit softmax rounds small probabilities to 0 and the loss saturates.
+    Under float32 its dtype is left unset, so a float32 network's saved config is unchanged.
+    """
     import keras
     from keras import layers
 
-    outputs = layers.Dense(int(n_classes), activation="softmax", name="genre")(features)
+    mixed = keras.config.dtype_policy().name.startswith("mixed")
+    outputs = layers.Dense(int(n_classes), activation="softmax", name="genre",
+                           **({"dtype": "float32"} if mixed else {}))(features)
     return keras.Model(inputs, outputs, name=name)
