@@ -119,3 +119,17 @@ def test_a_run_whose_loss_explodes_ends_failed_naming_the_epoch_and_batch(tmp_pa
     assert run.info.status == "FAILED"
     assert "at epoch 1, batch 2; lower the learning rate" in run.data.tags["failure_reason"]
     assert "test_accuracy" not in run.data.metrics  # never scored
+
+
+def test_steps_per_execution_leaves_the_training_unchanged():
+    data = helpers.tiny_data(train=50)  # 7 batches of 8: the last call runs a short remainder
+    runs = []
+    for steps in (1, 3):
+        network = helpers.tiny_network()
+        training = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-2, steps_per_execution=steps)
+        report = network.fit(*data, training=training, seed=0)
+        runs.append((report.history, [np.asarray(w) for w in network.native.get_weights()]))
+    (history, weights), (history_3, weights_3) = runs
+    assert history == history_3
+    for one, three in zip(weights, weights_3, strict=True):
+        np.testing.assert_array_equal(one, three)
