@@ -70,7 +70,7 @@ EXTENDS_KEY = "extends"
 TRAINING_KEYS = ("epochs", "batch_size", "learning_rate")
 #: ``[train]`` settings of every model that trains in epochs; a ``[model.<name>]`` table may
 #: override them for that model alone, as it may the :data:`TRAINING_KEYS`.
-EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile", "feed")
+EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile", "feed", "steps_per_execution")
 #: How a network's inputs reach it (``[train] feed``): ``memory``, whole arrays that Keras holds
 #: as float32 tensors; ``stream``, float32 batches read from the arrays one at a time;
 #: ``auto``, streaming only inputs too large to hold (:mod:`benchmark.models.network`).
@@ -97,6 +97,21 @@ def _feed(value: Any) -> str:
 
 #: ``feed``: whole arrays, batch by batch, or by size (:class:`TrainConfig`).
 Feed = Annotated[Literal[FEEDS], PlainValidator(_feed)]
+#: ``[train] mixed_precision``: off (float32), or the 16-bit type layers compute in, or ``auto``
+#: (:func:`benchmark.models._precision.precision_policy` picks by device). ``true``, from before
+#: bfloat16 was offered, means ``"float16"``; it stays ``true`` so old batches' unit keys hold.
+PRECISIONS = (False, True, "float16", "bfloat16", "auto")
+
+
+def _mixed_precision(value: Any) -> bool | str:
+    # One message naming the choices, and ``1`` is not ``true``.
+    if isinstance(value, bool) or (isinstance(value, str) and value in PRECISIONS):
+        return value
+    raise ValueError(f"should be false, 'float16', 'bfloat16' or 'auto' (true means 'float16'; got {value!r})")
+
+
+#: ``mixed_precision``: one of :data:`PRECISIONS` (:class:`TrainConfig`).
+MixedPrecision = Annotated[Literal[PRECISIONS], PlainValidator(_mixed_precision)]
 
 #: The bundled experiment files. They live inside the package so that a non-editable install
 #: has them too; the repository's top-level ``experiments/`` is a link to this folder.
@@ -265,9 +280,12 @@ class TrainConfig(_Section):
     batch_size: PositiveInt = 32
     learning_rate: PositiveFloat = 1e-3
     early_stopping: EarlyStopping = EarlyStopping()
-    #: Train in float16 with float32 master weights (``mixed_float16``): for GPUs with tensor
-    #: cores; on a CPU it is slower. Off by default; results differ from float32 training.
-    mixed_precision: bool = False
+    #: Compute in a 16-bit type with float32 weights (Keras's ``mixed_float16`` or
+    #: ``mixed_bfloat16`` policy; the softmax stays float32): ``"float16"`` (``true`` too) with
+    #: loss scaling, for GPUs with tensor cores; ``"bfloat16"``, float32's range at half the
+    #: precision, for GPUs of compute capability 8 or more and TPUs; ``"auto"``: bfloat16 where
+    #: the device has it, else float32 (a CPU). Off by default; results differ from float32's.
+    mixed_precision: MixedPrecision = False
     #: Compile the training step with XLA: ``auto`` is Keras's choice (on for JAX and for
     #: TensorFlow on a GPU, off for TensorFlow on a CPU). Which networks gain depends on the
     #: backend and device (``python -m benchmark profile`` measures it), so it is usually set
@@ -281,6 +299,10 @@ class TrainConfig(_Section):
     #: smaller experiments keep the whole-array path and its exact results. Streaming shuffles
     #: with its own seeded order, so its results differ from the whole-array path's.
     feed: Feed = "auto"
+    #: Training steps run per call into the backend (Keras's ``steps_per_execution``): fewer
+    #: launches and host round trips for a small network; batch callbacks and the interrupt
+    #: check then run once per call. Results are the same for any value.
+    steps_per_execution: PositiveInt = 1
 
 
 class RunConfig(_Section):
@@ -322,9 +344,10 @@ class ModelSettings(_Section):
     #: ``[train]`` options for this model alone (a network's): unset, the experiment's.
     #: ``[model.<name>.early_stopping]`` keys replace those of ``[train.early_stopping]``.
     early_stopping: dict[str, Any] | None = Field(default=None, strict=False)
-    mixed_precision: bool | None = None
+    mixed_precision: MixedPrecision | None = None
     jit_compile: JitCompile | None = None
     feed: Feed | None = None
+    steps_per_execution: PositiveInt | None = None
     #: Any ``[features]`` key, for this model only (``[model.svm.features] representation = ...``).
     features: dict[str, Any] | None = Field(default=None, strict=False)
 

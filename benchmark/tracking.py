@@ -400,10 +400,32 @@ def log_artifacts(folder: Path) -> None:
 
 
 def epoch_logger():
-    """A Keras callback logging loss/accuracy/val_loss/val_accuracy to the active run each epoch."""
+    """A Keras callback logging loss/accuracy/val_loss/val_accuracy to the active run each epoch.
+
+    MLflow's callback has an ``on_batch_end`` (a no-op without ``log_every_n_steps``), and Keras
+    reads every batch's logs on the host when any callback has one; ``async_safe`` tells Keras
+    it may run that hook off the main thread, so training is not held up after each step. The
+    harness's own bookkeeping in the logs (:data:`~benchmark.models._keras_callbacks.NONFINITE_METRIC`)
+    is not a metric of the run and is left out.
+    """
     import mlflow.keras
 
-    return mlflow.keras.MlflowCallback(log_every_epoch=True)
+    class EpochLogger(mlflow.keras.MlflowCallback):
+        async_safe = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, _without_bookkeeping(logs))
+
+        def on_test_end(self, logs=None):
+            super().on_test_end(_without_bookkeeping(logs))
+
+    return EpochLogger(log_every_epoch=True)
+
+
+def _without_bookkeeping(logs: Mapping[str, float] | None) -> dict[str, float] | None:
+    # The name is spelled here, not imported: the callbacks' module imports Keras.
+    return None if logs is None else {key: value for key, value in logs.items()
+                                      if not key.endswith("first_nonfinite_batch")}
 
 
 def log_run(result: RunResult, config: ExperimentConfig) -> dict[str, str]:

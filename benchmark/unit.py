@@ -164,7 +164,7 @@ def fit_and_score(
         fit = estimator.fit(train.x, train.y, valid.x, valid.y, training=setup.training, seed=unit.seed,
                             callbacks=callbacks, label=label)
     if not fit.finite:
-        raise BenchmarkError(f"{label}: the loss became non-finite; lower the learning rate")
+        raise BenchmarkError(f"{label}: {nonfinite_reason(fit, setup.training)}")
     evaluation = None
     if score_test:
         with stage("evaluate", unit.model):
@@ -172,6 +172,17 @@ def fit_and_score(
                                         clips=test.track_indices, vote=prepared.vote,
                                         batch_size=setup.training.batch_size)
     return RunResult(unit, setup, estimator, fit, evaluation, prepared, data)
+
+
+def nonfinite_reason(fit: FitReport, training: TrainConfig) -> str:
+    """Why a fit whose loss became NaN or infinite failed, naming the epoch and batch (1-based)
+    where known, and what to change."""
+    epoch, batch = fit.nonfinite_at or (fit.epochs_run, None)
+    where = f"at epoch {epoch}" + (f", batch {batch}" if batch else "")
+    # float16's largest value is 65504: activations overflow where bfloat16's (float32's range) do not.
+    remedy = ("set mixed_precision to \"bfloat16\" or false, or lower the learning rate"
+              if training.mixed_precision in (True, "float16") else "lower the learning rate")
+    return f"the loss became NaN or infinite {where}; {remedy}"
 
 
 def run_label(unit: Unit, data: SplitData) -> str:

@@ -15,6 +15,7 @@ import pytest
 from benchmark.batch import config_hash, unit_settings
 from benchmark.config import EarlyStopping, TrainConfig, load_experiment
 from benchmark.errors import BenchmarkError
+from benchmark.models.blocks import LOGITS_LAYER
 from tests import helpers
 
 tiny_data = helpers.tiny_data
@@ -141,6 +142,25 @@ def test_mixed_precision_trains_and_leaves_the_global_policy_float32():
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.parametrize(("setting", "policy"), [("bfloat16", "mixed_bfloat16"), ("float16", "mixed_float16")])
+def test_a_16_bit_policy_keeps_the_softmax_in_float32(setting, policy):
+    estimator = network()
+    training = TrainConfig(epochs=1, batch_size=16, learning_rate=0.001, mixed_precision=setting)
+    report = estimator.fit(*tiny_data(), training=training, seed=0)
+    assert report.finite
+    layers = {layer.name: layer.dtype_policy.name for layer in estimator.native.layers if layer.weights}
+    assert layers.pop(LOGITS_LAYER) == "float32"  # 16-bit probabilities round small ones to 0
+    assert estimator.native.get_layer("genre").dtype_policy.name == "float32"  # the softmax
+    assert set(layers.values()) == {policy}
+
+
+def test_auto_precision_is_float32_on_a_cpu():
+    from benchmark.models._precision import precision_policy
+
+    assert precision_policy("auto") == "float32"  # these test machines have no accelerator
+    assert (precision_policy(False), precision_policy(True)) == ("float32", "mixed_float16")
+
+
 def test_the_policy_is_restored_when_building_fails(monkeypatch):
     import keras
 
@@ -162,7 +182,11 @@ def test_the_policy_is_restored_when_building_fails(monkeypatch):
     ("train.early_stopping.min_delta=-0.1", "train.early_stopping.min_delta"),
     ("train.early_stopping.start_from_epoch=-2", "train.early_stopping.start_from_epoch"),
     ("train.early_stopping.paitence=3", "train.early_stopping.paitence"),
-    ("train.mixed_precision=maybe", "train.mixed_precision"),
+    ("train.mixed_precision=maybe", "train.mixed_precision: should be false, 'float16', 'bfloat16' or 'auto' "
+                                    "(true means 'float16'; got 'maybe')"),
+    ("model.crnn.mixed_precision=16", "model.crnn.mixed_precision: should be false, 'float16'"),
+    ("train.steps_per_execution=0", "train.steps_per_execution"),
+    ("model.fcnn.steps_per_execution=true", "model.fcnn.steps_per_execution"),
     ("train.jit_compile=always", "train.jit_compile"),
     ("model.cnn2d.jit_compile=1", "model.cnn2d.jit_compile"),
     ("train.feed=streaming", "train.feed: should be 'auto', 'memory' or 'stream' (got 'streaming')"),
@@ -185,8 +209,10 @@ def test_early_stopping_settings_load_from_overrides():
     stopping = config.training_for("cnn2d").early_stopping
     assert (stopping.patience, stopping.monitor, stopping.min_delta) == (3, "val_accuracy", 0.01)
     assert stopping.enabled
-    assert config.training_for("cnn2d").mixed_precision is True
+    assert config.training_for("cnn2d").mixed_precision is True  # read as float16
     assert not load_experiment("smoke").train.early_stopping.enabled
+    for setting in ("float16", "bfloat16", "auto"):
+        assert load_experiment("smoke", [f"train.mixed_precision={setting}"]).train.mixed_precision == setting
 
 
 def test_bundled_experiments_turn_early_stopping_on_and_off_as_documented():
@@ -204,7 +230,7 @@ def test_unit_settings_leave_the_options_out_at_their_defaults():
     assert train_keys == {"train.epochs", "train.batch_size", "train.learning_rate"}
     # Written out at their defaults, they change nothing either (paper.toml writes them).
     explicit = load_experiment("smoke", ["train.early_stopping.patience=0", "train.mixed_precision=false",
-                                         "train.feed=auto"])
+                                         "train.feed=auto", "train.steps_per_execution=1"])
     assert unit_settings(explicit, "cnn2d") == settings
 
 
@@ -218,6 +244,11 @@ def test_unit_settings_include_the_options_when_set():
     mixed = unit_settings(load_experiment("smoke", ["train.mixed_precision=true"]), "cnn2d")
     assert mixed["train.mixed_precision"] is True
     assert {key: value for key, value in mixed.items() if key != "train.mixed_precision"} == base
+    bfloat16 = unit_settings(load_experiment("smoke", ["train.mixed_precision=bfloat16"]), "cnn2d")
+    assert bfloat16["train.mixed_precision"] == "bfloat16"
+    steps = unit_settings(load_experiment("smoke", ["train.steps_per_execution=4"]), "cnn2d")
+    assert {key: value for key, value in steps.items() if key != "train.steps_per_execution"} == base
+    assert steps["train.steps_per_execution"] == 4
     streamed = unit_settings(load_experiment("smoke", ["train.feed=stream"]), "cnn2d")
     assert streamed["train.feed"] == "stream"
     assert {key: value for key, value in streamed.items() if key != "train.feed"} == base

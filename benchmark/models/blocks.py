@@ -119,13 +119,18 @@ def genre_head(features, n_classes: int):
     the logits on every backend (:func:`benchmark.models.network.logits_view`). Keras's
     TensorFlow backend finds the logits behind a softmax by itself; JAX and PyTorch take the
     log of the clipped probabilities, whose gradient is zero once the softmax saturates, and a
-    network that saturates early (fcnn on 41,376 inputs) then never learns. The softmax runs in
-    float32 under a mixed-precision policy too.
+    network that saturates early (fcnn on 41,376 inputs) then never learns.
+
+    Under a mixed-precision policy both layers compute in float32 (as Keras's mixed-precision
+    guide advises): a 16-bit softmax rounds small probabilities to 0 and the loss saturates.
+    Under float32 their dtype is left unset, so a float32 network's saved config is unchanged.
     """
+    import keras
     from keras import layers
 
-    logits = layers.Dense(int(n_classes), name=LOGITS_LAYER)(features)
-    return layers.Activation("softmax", dtype="float32", name="genre")(logits)
+    exact = {"dtype": "float32"} if keras.config.dtype_policy().name.startswith("mixed") else {}
+    logits = layers.Dense(int(n_classes), name=LOGITS_LAYER, **exact)(features)
+    return layers.Activation("softmax", name="genre", **exact)(logits)
 
 
 def classifier(inputs, features, n_classes: int, name: str) -> keras.Model:

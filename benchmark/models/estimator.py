@@ -36,6 +36,9 @@ class FitReport:
     #: With early stopping: the epoch (1-based) after which training stopped, or None if it ran
     #: every epoch.
     stopped_epoch: int | None = None
+    #: Where the loss first became NaN or infinite, ``(epoch, batch)`` counted from 1 (batch
+    #: None where only the epoch is known), or None.
+    nonfinite_at: tuple[int, int | None] | None = None
 
 
 class RegisteredEstimator:

@@ -91,16 +91,19 @@ class KerasNetwork(RegisteredEstimator):
             callbacks: Sequence[Any] = (), label: str = "") -> FitReport:
         import keras
 
-        from benchmark.models._keras_callbacks import EpochProgress
+        from benchmark.models._keras_callbacks import EpochProgress, StopOnNonFinite
+        from benchmark.models._precision import precision_policy
 
         keras.utils.clear_session(free_memory=True)
         seed_everything(seed)
         self._model = None
-        with dtype_policy("mixed_float16" if training.mixed_precision else "float32"):
+        with dtype_policy(precision_policy(training.mixed_precision)):
             model = self.build()
         self.adapt(model, x_train)
-        trained = compile_network(model, training.learning_rate, jit_compile=training.jit_compile)
+        trained = compile_network(model, training.learning_rate, jit_compile=training.jit_compile,
+                                  steps_per_execution=training.steps_per_execution, watch_nonfinite=True)
         progress = EpochProgress(label or model.name, training.epochs)
+        nonfinite = StopOnNonFinite()
         stopping = early_stopping(training.early_stopping)
         self.feed = training.feed
         data = self._training_data(x_train, y_train, x_valid, y_valid, training.batch_size, seed,
@@ -110,16 +113,10 @@ class KerasNetwork(RegisteredEstimator):
             **data,
             epochs=training.epochs,
             verbose=0,
-            callbacks=[keras.callbacks.TerminateOnNaN(), progress, *callbacks, *([stopping] if stopping else [])],
+            callbacks=[progress, nonfinite, *callbacks, *([stopping] if stopping else [])],
         )
         seconds = time.perf_counter() - started
-        losses = history.history.get("loss", [])
-        report = FitReport(
-            history={key: [float(value) for value in values] for key, values in history.history.items()},
-            seconds=seconds,
-            epochs_run=len(losses),
-            finite=all(math.isfinite(value) for value in losses),
-        )
+        report = fit_report(history.history, seconds, nonfinite.where)
         if stopping is not None and stopping.best_weights is not None:  # None: no epoch was monitored
             report.best_epoch = stopping.best_epoch + 1
             # Patience running out at the last epoch saved nothing: that run trained every epoch.
@@ -201,24 +198,37 @@ def chosen_feed(setting: str, x: inputs.Inputs) -> str:
     return "stream" if float32_bytes(x) > STREAM_ABOVE_BYTES else "memory"
 
 
-def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto") -> Any:
+def compile_network(model: Any, learning_rate: float, *, jit_compile: bool | str = "auto",
+                    steps_per_execution: int = 1, watch_nonfinite: bool = False) -> Any:
     """The study's optimiser, loss and metric: Adam, sparse categorical cross-entropy, accuracy.
 
     Returns the model to ``fit``: :func:`logits_view` of ``model`` where it has one, compiled
     to take the cross-entropy from the logits, else ``model`` itself. ``model`` is compiled as
-    before either way, so that predicting with it runs as it always did. ``jit_compile`` is
-    ``[train] jit_compile``: XLA on, off, or Keras's choice (``auto``).
+    before either way, so that predicting with it runs as it always did.
+
+    ``jit_compile`` is ``[train] jit_compile``: XLA on, off, or Keras's choice (``auto``);
+    ``steps_per_execution`` is ``[train] steps_per_execution``. ``watch_nonfinite`` adds the
+    on-device record of the first batch with a non-finite loss that
+    :class:`~benchmark.models._keras_callbacks.StopOnNonFinite` reads (the harness's fit; a
+    bare fit goes without). Under a ``mixed_float16`` policy Keras wraps Adam in its
+    ``LossScaleOptimizer``, so float16 gradients are scaled and an overflowing step is skipped.
     """
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=jit_compile)
+    metrics: list[Any] = ["accuracy"]
+    if watch_nonfinite:
+        from benchmark.models._keras_callbacks import FirstNonFiniteBatch
+
+        metrics.append(FirstNonFiniteBatch())
     view = logits_view(model)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=metrics if view is None else ["accuracy"],
+                  jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     if view is None:
         return model
     view.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                 metrics=["accuracy"], jit_compile=jit_compile)
+                 metrics=metrics, jit_compile=jit_compile, steps_per_execution=steps_per_execution)
     return view
 
 
@@ -243,6 +253,19 @@ def logits_view(model: Any) -> Any | None:
     return keras.Model(model.input, logits, name=model.name)
 
 
+def fit_report(history: dict[str, list], seconds: float, nonfinite_at: tuple[int, int | None] | None) -> FitReport:
+    """The report of a Keras fit from its history, less the non-finite watch's own entries
+    (bookkeeping, not a metric to track)."""
+    from benchmark.models._keras_callbacks import NONFINITE_METRIC
+
+    kept = {key: [float(value) for value in values] for key, values in history.items()
+            if key not in (NONFINITE_METRIC, f"val_{NONFINITE_METRIC}")}
+    losses = kept.get("loss", [])
+    return FitReport(history=kept, seconds=seconds, epochs_run=len(losses),
+                     finite=nonfinite_at is None and all(math.isfinite(value) for value in losses),
+                     nonfinite_at=nonfinite_at)
+
+
 def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
     """The callback for ``[train.early_stopping]`` (None where it is off): it stops once the
     monitored value has not improved for ``patience`` epochs and restores the best epoch's
@@ -258,7 +281,7 @@ def early_stopping(settings) -> keras.callbacks.EarlyStopping | None:
 
 @contextmanager
 def dtype_policy(name: str) -> Iterator[None]:
-    """Build layers under Keras's dtype policy ``name`` (``mixed_float16``), then restore the
+    """Build layers under Keras's dtype policy ``name`` (``mixed_bfloat16``), then restore the
     previous one: the policy is global, and must not leak into the next run's network."""
     import keras
 
