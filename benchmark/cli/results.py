@@ -32,8 +32,11 @@ def add_report(verbs) -> None:
 def _report(args) -> int:
     import time
 
+    from benchmark.cli.output_paths import check_output_folder
     from benchmark.report import write_report
 
+    if args.out is not None:
+        check_output_folder(args.out, "--out")  # before reading the batch and drawing figures
     started = time.perf_counter()
     report = write_report(args.experiment, batch=args.batch, out=args.out, tracking_uri=args.tracking_uri)
     print(f"report of experiment {report.experiment!r}, batch {report.batch_id}: "
