@@ -3,7 +3,6 @@ the handlers."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 from benchmark.cli.options import (
