@@ -41,7 +41,7 @@ def check_port(port: int, option: str = "--port") -> None:
         try:
             probe.bind((HOST, port))
         except OSError as error:
-            reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
+            reason = "in use" if error.errno == errno.EADDRINUSE else f"not available ({error.strerror})"
             raise BenchmarkError(f"port {port} on {HOST} is {reason}: pass another {option}") from None
 
 
