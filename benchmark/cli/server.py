@@ -62,16 +62,34 @@ def run_server(command: list[str]) -> int:
 
 
 def stop_process_group(process, *, grace_seconds: float = GRACE_SECONDS) -> None:
-    """SIGTERM the process group ``process`` leads; SIGKILL it if it has not gone in time."""
-    for sig, seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=seconds)
+    """Stop the process group ``process`` leads (see :func:`stop_group`), and reap ``process``."""
+    stop_group(process.pid, grace_seconds, leader=process)
+
+
+def stop_group(group: int, grace_seconds: float = GRACE_SECONDS, *, leader=None) -> None:
+    """SIGTERM every process of process group ``group``; SIGKILL those left after ``grace_seconds``.
+
+    Every member, not only the leader: MLflow's launcher may end first and leave uvicorn's
+    workers and its job consumers behind. ``leader``, a child of this process, is reaped on the
+    way, since until then it still counts as a member.
+    """
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
+        if not _group_alive(group):
             return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        time.sleep(0.1)
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if leader is not None:
+        leader.wait()
 
 
 # --- the watcher's process ------------------------------------------------------------------------
@@ -79,15 +97,7 @@ def stop_process_group(process, *, grace_seconds: float = GRACE_SECONDS) -> None
 def watch(verb_pid: int, group: int) -> None:
     """Wait until ``verb_pid`` has ended, then stop process group ``group`` (SIGTERM, then SIGKILL)."""
     wait_for_exit(verb_pid)
-    try:
-        os.killpg(group, signal.SIGTERM)
-    except ProcessLookupError:  # the verb stopped it before it ended
-        return
-    deadline = time.monotonic() + GRACE_SECONDS
-    while _group_alive(group) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _group_alive(group):
-        os.killpg(group, signal.SIGKILL)
+    stop_group(group)  # nothing left to stop where the verb stopped it before it ended
 
 
 def wait_for_exit(pid: int) -> None:
