@@ -19,6 +19,7 @@ votes, last-segment policies): the code that implements them imports them from h
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -75,6 +76,32 @@ EPOCH_TRAINING_OPTIONS = ("early_stopping", "mixed_precision", "jit_compile", "f
 #: as float32 tensors; ``stream``, float32 batches read from the arrays one at a time;
 #: ``auto``, streaming only inputs too large to hold (:mod:`benchmark.models.network`).
 FEEDS = ("auto", "memory", "stream")
+
+
+#: A model entry's name: it names runs, MLflow parameter keys and files, so it is kept to
+#: characters each of them takes, with no path separator and no ``..``.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MODEL_NAME_RULE = ("letters, digits, '_', '-' and '.' only, starting with a letter or digit, no '..', "
+                   "at most 100 characters")
+#: The seeds NumPy, Keras and scikit-learn take: 0 to 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
+
+def check_model_name(name: str, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` and the rule if ``name`` is not a safe model entry name."""
+    if not (isinstance(name, str) and MODEL_NAME_PATTERN.fullmatch(name)) or ".." in name:
+        raise ValueError(f"{where}: model name {name!r} is not allowed: use {MODEL_NAME_RULE}")
+
+
+def _seed(value: Any) -> int:
+    # One message with the range, for a seed in a file, in --set or in --seeds alike.
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED:
+        return value
+    raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED} (got {value!r})")
+
+
+#: A random seed (:data:`MAX_SEED`).
+Seed = Annotated[int, PlainValidator(_seed)]
 
 
 def _jit_compile(value: Any) -> str | bool:
@@ -149,7 +176,7 @@ class DataConfig(_Section):
     min_seconds: Annotated[float, Field(ge=0.0)] = 0.5
     synth_clips_per_genre: PositiveInt = 100
     synth_seconds: PositiveFloat = 30.0
-    synth_seed: int = 0
+    synth_seed: Seed = 0
 
 
 #: The musicnn settings' defaults. A setting at its default is left out of dumps (the tracked
@@ -235,7 +262,7 @@ class SplitConfig(_Section):
     folds: Annotated[int, Field(ge=2)] = 10
     #: ``files``: the folder of ``train.txt``, ``valid.txt`` and ``test.txt`` (``--split-dir``).
     split_dir: str | None = None
-    seed: int = 0
+    seed: Seed = 0
 
 
 class EvaluateConfig(_Section):
@@ -310,7 +337,7 @@ class RunConfig(_Section):
 
     models: _tuple_of(str) = PAPER_MODELS
     #: One run per seed (and per fold under ``kfold``); figures are reported over all of them.
-    seeds: _tuple_of(int) = (0,)
+    seeds: _tuple_of(Seed) = (0,)
     #: The Keras backend (``tensorflow``, ``jax``, ``torch``; ``--backend`` sets it). Unset: the
     #: ``KERAS_BACKEND`` environment variable, else TensorFlow (:mod:`benchmark.backend`).
     backend: Literal[BACKENDS] | None = None
@@ -323,6 +350,8 @@ class RunConfig(_Section):
                 raise ValueError(f"run.{key} must not be empty")
             if len(set(values)) != len(values):
                 raise ValueError(f"run.{key} lists a value twice: {list(values)}")
+        for name in self.models:
+            check_model_name(name, "run.models")
         return self
 
 
@@ -420,8 +449,9 @@ class ExperimentConfig(_Section):
     tuning: TuningConfig = TuningConfig()
 
     @model_validator(mode="after")
-    def _check_model_features(self):
+    def _check_model_entries(self):
         for name in self.model:
+            check_model_name(name, f"model.{name}")
             self.features_for(name)  # an unknown or invalid key fails here, named
             self.training_for(name)
         return self
@@ -494,6 +524,7 @@ def load_experiment(
         merged.setdefault("split", {}).update(protocol="files", split_dir=str(split_dir))
     if seeds is not None:
         merged.setdefault("run", {})["seeds"] = list(seeds)
+        origin = f"{origin} with --seeds {' '.join(map(str, seeds))}"
     return validate_experiment(merged, origin=origin, check_models=check_models)
 
 
@@ -659,7 +690,7 @@ def _describe(error: ValidationError) -> str:
         return f"unknown key {key!r}"
     if problem["type"] == "missing":
         return f"missing key {key!r}"
-    message = problem["msg"].removeprefix("Value error, ").lower()
-    if problem["type"] == "value_error":  # our own validators: the message says it all
-        return f"{key}: {message}" if key else message
-    return f"{key}: {message} (got {problem.get('input')!r})"
+    if problem["type"] == "value_error":  # our own validators: the message says it all, names as given
+        message = problem["msg"].removeprefix("Value error, ")
+        return f"{key}: {message}" if key and not message.startswith(f"{key}.") else message
+    return f"{key}: {problem['msg'].lower()} (got {problem.get('input')!r})"

@@ -330,7 +330,7 @@ def served_model(model_uri: str, tracking_uri: str, folder: Path):
 
 def stop_server(process: subprocess.Popen) -> None:
     """SIGTERM the process group a server was started in; SIGKILL it if it does not go."""
-    from benchmark.cli.results import stop_process_group
+    from benchmark.cli.server import stop_process_group
 
     stop_process_group(process, grace_seconds=30)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -159,3 +164,77 @@ def test_predict_with_a_folder_that_is_not_an_audio_model_is_one_line_exit_2(tmp
     other = tmp_path / "sklearn-model"
     mlflow.sklearn.save_model(DummyClassifier().fit([[0.0], [1.0]], [0, 1]), str(other), pip_requirements=[])
     main_user_error(capsys, f"{other} is not an audio model", "predict", str(clip), "--model-uri", str(other))
+
+
+# --- ui: the port is checked first, and the server goes with the command ----------------------------
+
+@pytest.mark.parametrize("port", ["99999", "0"])
+def test_ui_on_a_port_that_does_not_exist_is_one_line_exit_2(tmp_path, port):
+    # Before: an OverflowError traceback from the server and exit status 0 (99999), or a server
+    # on a random port that the printed address does not name (0).
+    result = run_cli("ui", "--port", port, cwd=tmp_path, timeout=120)
+    assert_user_error(result, f"--port {port} is not a TCP port: give one from 1 to 65535")
+    assert result.stdout == ""
+
+
+def test_ui_on_a_busy_port_is_one_line_exit_2_before_the_address(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # Before: the address printed, then the server's "Address already in use", and exit status 0.
+        result = run_cli("ui", "--port", str(port), cwd=tmp_path, timeout=120)
+    assert_user_error(result, f"port {port} on 127.0.0.1 is in use: pass another --port")
+    assert result.stdout == ""
+
+
+def _process_group_members(group: int) -> list[int]:
+    """The live processes of process group ``group``, from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # state, ppid, pgrp, ...
+            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+                members.append(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.batches  # a real server, killed: tens of seconds
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find the server's processes")
+def test_kill_9_of_ui_takes_the_server_and_its_workers_down(tmp_path):
+    import signal
+
+    from tests.helpers import sigint_as_in_a_terminal, wait_for_http
+
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with log.open("w") as sink:
+        ui = subprocess.Popen([sys.executable, "-m", "benchmark", "ui", "--port", str(port)], cwd=tmp_path,
+                              stdout=sink, stderr=subprocess.STDOUT, preexec_fn=sigint_as_in_a_terminal)
+    group = None
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", ui, what="benchmark ui", output=log.read_text)
+        # The server leads a process group of its own (the launcher, uvicorn and its workers).
+        group = next(pid for pid in _children(ui.pid) if b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes())
+        assert os.getpgid(group) == group
+        server = _process_group_members(group)
+        assert len(server) >= 3
+        ui.send_signal(signal.SIGKILL)
+        ui.wait(timeout=60)
+        # Before: the server and its 4 workers went on listening (HTTP 200) for good.
+        deadline = time.monotonic() + 60  # a bound, not a measure
+        while _process_group_members(group) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _process_group_members(group) == []
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0  # nothing listens there any more
+    finally:
+        ui.kill()
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()]

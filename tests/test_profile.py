@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.helpers import write_clip
+from tests.helpers import sigint_as_in_a_terminal, write_clip
 
 SMOKE_MODELS = ("cnn1d", "crnn")
 
@@ -245,7 +245,9 @@ def test_tree_memory_without_a_command_is_a_usage_error():
 def test_tree_memory_interrupted_stops_its_command_and_says_so_in_one_line():
     command = [sys.executable, "-m", "benchmark.profiling.tree_memory", "--", sys.executable, "-c",
                "import time; time.sleep(60)"]
-    sampler = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default whatever this test run inherited (a background job starts it ignored).
+    sampler = subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_in_a_terminal)
     time.sleep(1.5)
     sampler.send_signal(signal.SIGINT)  # the sampler alone: it passes the interrupt on
     _, stderr = sampler.communicate(timeout=30)

@@ -177,3 +177,82 @@ def test_resuming_a_study_with_the_other_metric_direction_is_one_clear_error(tmp
     load_study(load_experiment("smoke"), "s", storage)  # created to maximise val_accuracy
     with pytest.raises(BenchmarkError, match="optimises in the other direction.*maximize, not minimize"):
         load_study(load_experiment("smoke", ["tuning.metric=val_loss"]), "s", storage)
+
+
+# --- parallel workers: distinct proposals, and they stop with the command -----------------------
+
+def test_each_worker_gets_its_share_and_a_sampler_seed_of_its_own():
+    from benchmark.tune.study import WorkerTask, worker_tasks
+
+    task = WorkerTask(load_experiment("smoke"), "cnn2d", "s", "journal.log", "sqlite://", "1", "run", trials=5,
+                      timeout=None, sampler_seed=2**32 - 1)
+    tasks = worker_tasks(task, 3)
+    assert [t.trials for t in tasks] == [2, 2, 1]
+    assert [t.sampler_seed for t in tasks] == [2**32 - 1, 0, 1]  # NumPy takes seeds up to 2**32 - 1
+    assert worker_tasks(task, 1) == [task]  # one worker: the experiment's seed, as before
+
+
+@pytest.mark.batches  # two worker processes, 8 trials
+def test_two_workers_never_propose_the_same_parameters(tmp_path):
+    # Before: both workers' samplers had the experiment's seed; trials 0 and 1 were the same, 2 and 3 too.
+    _, outcome = tune(tmp_path, ["model.cnn2d.epochs=1"], trials=8, jobs=2)
+    found, study = states(outcome.storage, "smoke-cnn2d")
+    assert found == ["COMPLETE"] * 8
+    proposals = {tuple(sorted(trial.params.items())) for trial in study.trials}
+    assert len(proposals) == 8
+
+
+def test_a_resumed_study_does_not_propose_its_first_trials_again(tmp_path):
+    from benchmark.tune.study import load_study
+
+    _, first = tune(tmp_path, ["model.cnn2d.epochs=1"], trials=1)
+    _, again = tune(tmp_path, ["model.cnn2d.epochs=1"], trials=1)
+    trials = load_study(load_experiment("smoke"), "smoke-cnn2d", first.storage).trials
+    assert len(trials) == 2 and trials[0].params != trials[1].params
+
+
+def start_tune(folder, jobs: int):
+    """``tune`` of cnn2d for 6 long trials in the background, in a process group of its own (a terminal's)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import sigint_as_in_a_terminal
+
+    log = folder / "tune.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "benchmark", "tune", "--model", "cnn2d", "--experiment", "smoke", "--trials", "6",
+             "--jobs", str(jobs), "--set", "model.cnn2d.epochs=40", "--set", "tuning.pruner=none",
+             "--storage", str(folder / "journal.log")],
+            cwd=folder, stdout=sink, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=sigint_as_in_a_terminal)
+    return process, log
+
+
+@pytest.mark.batches  # whole tune commands, signalled
+@pytest.mark.parametrize(("jobs", "ctrl_c"), [(2, False), (2, True), (1, True)],
+                         ids=["sigterm-2-workers", "ctrl-c-2-workers", "ctrl-c-in-process"])
+def test_a_stopped_tune_stops_its_trials_at_once_in_one_line(tmp_path, jobs, ctrl_c):
+    import signal
+
+    from tests.helpers import wait_for_line
+
+    process, log = start_tune(tmp_path, jobs)
+    try:
+        for trial in range(jobs):  # every worker is training
+            wait_for_line(process, log, f"cnn2d trial {trial} epoch 2/40")
+        if ctrl_c:
+            os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole process group
+        else:
+            process.terminate()  # the command alone, as a service manager or `kill` would
+        process.wait(timeout=120)
+    finally:
+        process.kill()
+    output = log.read_text()
+    # Before: SIGTERM left the workers running trials 2-5 (exit 143 24 s later); Ctrl-C printed a
+    # 199-line Optuna traceback before its exit 130.
+    assert process.returncode == (130 if ctrl_c else 143), output[-3000:]
+    assert output.strip().splitlines()[-1] == f"interrupted ({'SIGINT' if ctrl_c else 'SIGTERM'})"
+    assert "Traceback" not in output, output[-3000:]
+    found, _ = states(str(tmp_path / "journal.log"), "smoke-cnn2d")
+    assert found == ["FAIL"] * jobs  # the trials in flight, stopped; none started after

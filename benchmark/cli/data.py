@@ -69,10 +69,13 @@ def add_verify(tools) -> None:
 
 
 def _verify(args) -> int:
+    from benchmark.cli.output_paths import check_output_file
     from benchmark.config import load_experiment
     from benchmark.data.split import read_split_lists
     from benchmark.data.verify import verify_dataset
 
+    if args.manifest is not None:
+        check_output_file(args.manifest, "--manifest", parents_made=True)  # before decoding every file
     config = load_experiment(args.experiment, args.overrides, data_dir=args.dir, split_dir=args.split_dir,
                              check_models=False)  # verify never trains: no Keras import
     if config.split.split_dir:

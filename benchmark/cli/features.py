@@ -26,23 +26,24 @@ def add_features(tools) -> None:
 
 
 def _features(args) -> int:
-    from pathlib import Path
-
+    from benchmark.cli.output_paths import check_output_file
     from benchmark.data.handcrafted import features_table
     from benchmark.errors import BenchmarkError
 
     if args.workers < 0 or args.sample_rate < 1:
         raise BenchmarkError("--workers must be 0 or more and --sample-rate positive")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise BenchmarkError(f"no such folder for --out: {out.parent}")
+    out = check_output_file(args.out, "--out")  # before the slow part
     table, skipped = features_table(args.dir, sample_rate=args.sample_rate, extras=not args.no_extras,
                                     workers=args.workers, progress=not args.no_progress)
     if table.empty:
         raise BenchmarkError(f"no decodable audio under {args.dir}")
     partial = out.with_name(f".{out.name}.part")
-    table.to_csv(partial, index=False)
-    partial.replace(out)  # a reader never sees half a table
+    try:
+        table.to_csv(partial, index=False)
+        partial.replace(out)  # a reader never sees half a table
+    except BaseException:  # a full disk, Ctrl-C: no half-written table left beside the user's files
+        partial.unlink(missing_ok=True)
+        raise
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"{len(table)} clips x {table.shape[1] - 3} features -> {out}")

@@ -3,7 +3,6 @@ the handlers."""
 
 from __future__ import annotations
 
-import os
 import sys
 
 from benchmark.cli.options import (
@@ -32,8 +31,11 @@ def add_report(verbs) -> None:
 def _report(args) -> int:
     import time
 
+    from benchmark.cli.output_paths import check_output_folder
     from benchmark.report import write_report
 
+    if args.out is not None:
+        check_output_folder(args.out, "--out")  # before reading the batch and drawing figures
     started = time.perf_counter()
     report = write_report(args.experiment, batch=args.batch, out=args.out, tracking_uri=args.tracking_uri)
     print(f"report of experiment {report.experiment!r}, batch {report.batch_id}: "
@@ -56,9 +58,11 @@ def add_ui(verbs) -> None:
 
 
 def _ui(args) -> int:
+    from benchmark.cli.server import check_port, run_server
     from benchmark.redaction import redact
     from benchmark.tracking import resolve_tracking_uri
 
+    check_port(args.port)  # before the address is printed: a busy port is one line, exit 2
     uri = resolve_tracking_uri(args.tracking_uri)
     address = f"http://127.0.0.1:{args.port}"
     print(f"MLflow UI for {redact(uri)} at {address} (Ctrl-C stops it)")
@@ -67,37 +71,6 @@ def _ui(args) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", "127.0.0.1", "--port", str(args.port)]
     return run_server(command)
-
-
-def run_server(command: list[str]) -> int:
-    """Run a server command until it exits, or until Ctrl-C or SIGTERM stops this one.
-
-    The server runs in a process group of its own (``mlflow ui`` is uvicorn with worker
-    processes), and a stop signal goes to that whole group, so no worker is left listening.
-    """
-    import subprocess
-
-    process = subprocess.Popen(command, start_new_session=True)
-    try:
-        return process.wait()
-    finally:  # also after the server exited by itself: its workers may linger in the group
-        stop_process_group(process)
-
-
-def stop_process_group(process, *, grace_seconds: float = 15) -> None:
-    """SIGTERM the process group ``process`` leads; SIGKILL it if it has not gone in time."""
-    import signal
-    import subprocess
-
-    for sig, seconds in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, sig)
-            process.wait(timeout=seconds)
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def _latest_experiment_page(uri: str, experiment: str | None) -> tuple[str, str] | None:

@@ -171,7 +171,7 @@ def features_table(root, *, sample_rate: int = 22050, n_fft: int = 2048, hop_len
     kept = [(track, row) for track, row in zip(tracks, rows, strict=True) if not isinstance(row, str)]
     table = pd.DataFrame([row[1] for _, row in kept], columns=list(columns))
     table.insert(0, "length", [row[0] for _, row in kept])
-    table.insert(0, "filename", [track.path.name for track, _ in kept])
+    table.insert(0, "filename", [track.name for track, _ in kept])  # printable
     table["label"] = [track.label for track, _ in kept]
     skipped = [(track.relative_path, row) for track, row in zip(tracks, rows, strict=True) if isinstance(row, str)]
     return table, skipped

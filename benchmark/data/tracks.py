@@ -9,6 +9,7 @@ audio and so are ignored) and the synthetic set.
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import warnings
 from dataclasses import dataclass
@@ -22,9 +23,24 @@ AUDIO_SUFFIXES = frozenset({".wav", ".au", ".flac", ".ogg", ".mp3"})
 _HASH_CHUNK = 1 << 20
 
 
+def printable_name(name: str | Path) -> str:
+    """``name`` as text that any file, table or MLflow store can hold.
+
+    A file name that is not valid UTF-8 (bytes written by an old Latin-1 system, say) reaches
+    Python with its bad bytes as lone surrogates, which no UTF-8 writer accepts: pandas, the csv
+    module and MLflow all raise ``UnicodeEncodeError``. Those bytes are shown escaped instead
+    (``bad\\xc3(.wav``); a valid name is returned unchanged.
+    """
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Track:
-    """One audio file of the data set and its genre label."""
+    """One audio file of the data set and its genre label.
+
+    ``path`` opens the file whatever its name; ``label``, ``relative_path`` and ``track_id`` are
+    :func:`printable_name` text, what runs, manifests and reports record.
+    """
 
     path: Path
     label: str
@@ -34,7 +50,12 @@ class Track:
     @property
     def track_id(self) -> str:
         """GTZAN's stem, ``genre.NNNNN``: the same for the .au and .wav releases."""
-        return self.path.stem
+        return printable_name(self.path.stem)
+
+    @property
+    def name(self) -> str:
+        """The file's name, printable."""
+        return printable_name(self.path.name)
 
 
 def discover_tracks(root: str | Path) -> list[Track]:
@@ -49,7 +70,7 @@ def discover_tracks(root: str | Path) -> list[Track]:
     if not root.is_dir():
         raise BenchmarkError(f"data directory not found: {root}")
     tracks = [
-        Track(path, path.parent.name, path.relative_to(root).as_posix())
+        Track(path, printable_name(path.parent.name), printable_name(path.relative_to(root).as_posix()))
         for path in sorted(root.rglob("*"))
         if path.suffix.lower() in AUDIO_SUFFIXES and path.is_file() and path.parent != root
     ]
@@ -102,7 +123,8 @@ def decode_native(path: Path) -> tuple[np.ndarray, int]:
     import soundfile
 
     try:
-        samples, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        # As bytes: soundfile encodes a str path as strict UTF-8, which a name that is not UTF-8 fails.
+        samples, sample_rate = soundfile.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as first:  # noqa: BLE001  decoders raise many unrelated types
         import librosa
 
@@ -123,8 +145,8 @@ def decode_native(path: Path) -> tuple[np.ndarray, int]:
 
 def _decoder_reason(path: Path, error: Exception) -> str:
     # libsndfile's own words ("Format not recognised.") without soundfile's "Error opening '<path>': ".
-    text = str(getattr(error, "error_string", "") or error).strip().replace(str(path), path.name)
-    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
+    text = str(getattr(error, "error_string", "") or error).strip().replace(str(path), printable_name(path.name))
+    return printable_name(text.splitlines()[0].rstrip(".")) if text else type(error).__name__
 
 
 def check_length(path: Path, frames: int, sample_rate: int, min_seconds: float = 0.0) -> None:
@@ -151,7 +173,7 @@ def probe_length(path: Path, min_seconds: float = 0.0) -> None:
     import soundfile
 
     try:
-        info = soundfile.info(path)
+        info = soundfile.info(os.fsencode(path))
     except Exception:  # noqa: BLE001
         return
     if info.samplerate > 0:
@@ -227,8 +249,9 @@ class AudioDecodeError(BenchmarkError):
 
     def __init__(self, path: Path | str, detail: str, kind: str = CANNOT_DECODE):
         self.path, self.detail, self.kind = path, detail, kind
-        self.reason = f"{kind}: {detail}"
-        super().__init__(f"{kind} {path}: {detail}" if kind == CANNOT_DECODE else f"{path}: {self.reason}")
+        self.reason = printable_name(f"{kind}: {detail}")  # written to manifests and skipped_files.csv
+        shown = printable_name(str(path))
+        super().__init__(f"{kind} {shown}: {detail}" if kind == CANNOT_DECODE else f"{shown}: {self.reason}")
 
     def __reduce__(self):  # picklable across worker processes despite the custom signature
         return type(self), (self.path, self.detail, self.kind)

@@ -7,6 +7,7 @@ labelled. The result is one row per file: its top-k genres with probabilities, o
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,7 @@ from urllib.parse import urlparse
 
 import pandas as pd
 
-from benchmark.data.tracks import AUDIO_SUFFIXES
+from benchmark.data.tracks import AUDIO_SUFFIXES, printable_name
 from benchmark.errors import BenchmarkError
 from benchmark.redaction import redact
 
@@ -42,7 +43,7 @@ def collect_audio_files(paths: Sequence[str | Path]) -> tuple[list[Path], list[P
         else:
             missing.append(given)
     if not files and missing:
-        raise BenchmarkError(f"no such file or directory: {', '.join(map(str, missing))}")
+        raise BenchmarkError(f"no such file or directory: {', '.join(map(printable_name, missing))}")
     if not files:
         raise BenchmarkError(
             f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {', '.join(map(str, paths))}"
@@ -114,12 +115,30 @@ def predict_files(model, files: Sequence[Path], *, progress: bool = True) -> pd.
     chunks = []
     with tqdm(total=len(files), desc="predict", unit="file", disable=not progress or len(files) < 2) as bar:
         for start in range(0, len(files), CHUNK):
-            chunk = [str(path) for path in files[start:start + CHUNK]]
-            chunks.append(model.predict(pd.DataFrame({"path": chunk})))
+            chunk = files[start:start + CHUNK]
+            chunks.append(model.predict(model_input(chunk)))
             bar.update(len(chunk))
     outputs = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
-    outputs.insert(0, "path", [str(path) for path in files])
+    outputs.insert(0, "path", [printable_name(path) for path in files])
     return outputs
+
+
+def model_input(files: Sequence[Path]) -> pd.DataFrame:
+    """The model's input rows for ``files``: each file's path, or its bytes where its name is not UTF-8.
+
+    A path reaches the model as text, which such a name cannot be (pandas refuses its lone
+    surrogates), so its row carries the file's bytes, base64, in the ``audio`` column instead.
+    """
+    paths, audio = [], []
+    for path in files:
+        if printable_name(path) == str(path):
+            paths.append(str(path))
+            audio.append(None)
+        else:
+            paths.append(None)
+            audio.append(base64.b64encode(Path(path).read_bytes()).decode("ascii"))
+    columns = {"path": paths} | ({"audio": audio} if any(audio) else {})
+    return pd.DataFrame(columns)
 
 
 def top_k_table(outputs: pd.DataFrame, missing: Sequence[Path], k: int) -> pd.DataFrame:
@@ -136,8 +155,8 @@ def top_k_table(outputs: pd.DataFrame, missing: Sequence[Path], k: int) -> pd.Da
             row[f"probability_{rank}"] = record[f"p_{genre}"] if genre else None
         row["error"] = record["error"] if row["status"] == "error" else ""
         rows.append(row)
-    rows += [{"path": str(path), "status": "error", "error": f"no such file or directory: {path}"}
-             for path in missing]
+    rows += [{"path": printable_name(path), "status": "error",
+              "error": f"no such file or directory: {printable_name(path)}"} for path in missing]
     columns = ["path", "status", *(f"{name}_{rank}" for rank in range(1, k + 1)
                                    for name in ("genre", "probability")), "error"]
     return pd.DataFrame(rows, columns=columns)

@@ -90,7 +90,7 @@ def tune_model(
         tracking.log_dict({name: spec.model_dump() for name, spec in space.items()}, "search_space.json")
         run_workers(
             WorkerTask(config, model_name, study_name, storage, uri, experiment_id, parent_run_id,
-                       trials, timeout),
+                       trials, timeout, sampler_seed=sampler_seed(config, before)),
             jobs,
             prepared,
             ray,
@@ -124,6 +124,14 @@ def tune_model(
         parent_run_id=parent_run_id,
         summary=summary,
     )
+
+
+def sampler_seed(config: ExperimentConfig, trials_so_far: int) -> int:
+    """The first worker's sampler seed: the experiment's first seed, moved on by the trials the
+    study holds already, so that resuming a study does not propose its first trials again."""
+    from benchmark.config import MAX_SEED
+
+    return (config.run.seeds[0] + trials_so_far) % (MAX_SEED + 1)
 
 
 def _has_complete_trial(study) -> bool:
