@@ -30,7 +30,7 @@ from benchmark.batch import (
     unit_settings,
     unit_tags,
 )
-from benchmark.config import ExperimentConfig
+from benchmark.config import ExperimentConfig, check_model_inputs
 from benchmark.data.prepare import PreparedData, prepare_models
 from benchmark.errors import BenchmarkError
 from benchmark.profiling import stage
@@ -225,6 +225,9 @@ def run_experiment(
     from benchmark import tracking
     from benchmark.liveness import reap_dead_runs
 
+    # Each model gets the inputs it needs (the combined network's second one), or one line says
+    # which setting forbids them: before the store, the data or any unit is touched.
+    check_model_inputs(config, model_names, f"experiment {config.name!r}")
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.connect(uri)  # Before the slow part: a bad tracking URI fails in a second.
     if ray is not None:
