@@ -467,14 +467,30 @@ def load_experiment(
     checking model names and hyperparameters, which imports Keras: for verbs that never train.
     """
     path = resolve_experiment_path(path)
-    merged = read_experiment(path)
-    origin = str(path)
+    return adjust_experiment(read_experiment(path), overrides, origin=str(path), data_dir=data_dir,
+                             split_dir=split_dir, seeds=seeds, check_models=check_models)
+
+
+def adjust_experiment(
+    raw: Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    *,
+    origin: str,
+    data_dir: str | Path | None = None,
+    split_dir: str | Path | None = None,
+    seeds: Iterable[int] | None = None,
+    check_models: bool = True,
+) -> ExperimentConfig:
+    """An experiment's raw values (a file's, or a stored batch's) with ``--set`` overrides and CLI
+    flags applied, as :func:`load_experiment` says; ``origin`` names where the values came from."""
+    merged = copy.deepcopy(dict(raw))
+    overrides = list(overrides)
     if overrides:
-        # Validated once with the file's values, so a mistake in the file still names the file.
+        # Validated once with the original values, so a mistake there still names its origin.
         validate_experiment(merged, origin=origin, check_models=False)
         for override in overrides:
             _apply_override(merged, override)
-        origin = f"{path} with --set {' --set '.join(overrides)}"
+        origin = f"{origin} with --set {' --set '.join(overrides)}"
     if data_dir is not None:
         merged.setdefault("data", {}).update(source="directory", directory=str(data_dir))
     if split_dir is not None:

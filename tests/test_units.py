@@ -124,3 +124,22 @@ def test_runs_without_owner_tags_are_never_judged():
 
 def test_machine_id_is_this_host():
     assert machine_id().split("/")[0] == socket.gethostname()
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"settings": {broken', "cannot be read (Expecting property name"),
+    ("[]", "is not a record of this harness (a JSON list, not an object)"),
+    ("{}", "is not a record of this harness (no 'settings', 'experiment', 'models')"),
+])
+def test_a_malformed_unit_record_is_one_line_naming_the_run_and_the_file(tmp_path, capsys, text, problem):
+    from benchmark.cli import main
+    from tests.helpers import Planter
+
+    planter = Planter(tmp_path)
+    batch = "20260101-120000-ab12cd"
+    run_id = planter.run(batch, "cnn2d", 0, status="FAILED", test_metrics=False, artifacts=False)
+    planter.client.log_text(run_id, text, "unit.json")
+    assert main(["run", "--resume", batch, "--tracking-uri", planter.uri]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"error: run {run_id}'s unit.json ") and problem in err[-1], err
