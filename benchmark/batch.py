@@ -133,17 +133,18 @@ class ResumePlan:
     done: dict[Unit, Any] = field(default_factory=dict)
     #: Each unit to run, with the ids of its earlier attempts (to tag superseded).
     todo: dict[Unit, list[str]] = field(default_factory=dict)
+    #: Units another command is running now (a concurrent resume), with that run's id: waited for.
+    elsewhere: dict[Unit, str] = field(default_factory=dict)
 
 
 def plan_resume(stored: StoredBatch, config: ExperimentConfig, units: Iterable[Unit]) -> ResumePlan:
     """Split ``units`` into done and to-do against the batch's runs.
 
-    Refused (:class:`BenchmarkError`) where a unit's FINISHED run was made with other settings,
-    or where a unit still RUNS in a live process (call :func:`benchmark.liveness.reap_dead_runs`
-    first, so only live ones are left RUNNING).
+    Refused (:class:`BenchmarkError`) where a unit's FINISHED run was made with other settings.
+    A unit still RUNNING in a live process (another command's: call
+    :func:`benchmark.liveness.reap_dead_runs` first, so only live ones are left RUNNING) is
+    neither: it is that command's to finish (``elsewhere``).
     """
-    from benchmark.liveness import HOST_TAG, PID_TAG
-
     attempts = defaultdict(list)
     for run in stored.runs:
         tags = run.data.tags
@@ -157,17 +158,14 @@ def plan_resume(stored: StoredBatch, config: ExperimentConfig, units: Iterable[U
         key = unit_key(unit, config_hash(settings_of[unit.model]))
         runs = attempts.get(unit, [])
         running = [run for run in runs if run.info.status == "RUNNING"]
-        if running:
-            tags = running[0].data.tags
-            raise BenchmarkError(
-                f"batch {stored.batch_id} is still running {_label(unit)} (run {running[0].info.run_id}, process "
-                f"{tags.get(PID_TAG, '?')} on {tags.get(HOST_TAG, '?')}): wait for it, or stop it and resume")
         finished = [run for run in runs if run.info.status == "FINISHED"]
         same = [run for run in finished if run.data.tags.get(UNIT_KEY_TAG) == key]
         if same:
             plan.done[unit] = same[0]
         elif finished:
             raise BenchmarkError(_difference(stored, finished[0], unit, settings_of[unit.model]))
+        elif running:
+            plan.elsewhere[unit] = running[0].info.run_id
         else:
             plan.todo[unit] = [run.info.run_id for run in runs if SUPERSEDED_TAG not in run.data.tags]
     return plan
