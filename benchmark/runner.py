@@ -380,8 +380,13 @@ def _run_units(context: BatchContext, units: Sequence[Unit], keep_going: bool, f
                  holder)
     while units or claimed:
         if units:
-            outcomes = _run_pass(context, units, keep_going, fresh_processes, ray)
-            runs, failures, claimed = runs + outcomes.runs, failures + outcomes.failures, claimed + outcomes.claimed
+            if ray is None:
+                done, failed = _run_here(context, units, keep_going, fresh_processes, claimed=claimed)
+            else:
+                from benchmark.distributed import run_on_ray
+
+                done, failed = run_on_ray(context, units, keep_going, ray)
+            runs, failures = runs + done, failures + failed
         units = []
         for unit, holder in claimed:
             row = context.finished_elsewhere(unit, holder)
@@ -393,16 +398,6 @@ def _run_units(context: BatchContext, units: Sequence[Unit], keep_going: bool, f
     return runs, failures
 
 
-def _run_pass(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool,
-              ray: RayOptions | None) -> _Outcomes:
-    """One pass of the chosen executor over ``units``."""
-    if ray is None:
-        return _run_here(context, units, keep_going, fresh_processes)
-    from benchmark.distributed import run_on_ray
-
-    return _Outcomes(*run_on_ray(context, units, keep_going, ray))
-
-
 @dataclass
 class _Outcomes:
     """What an executor made of its units: rows, failures (``keep_going``), and the units another
@@ -410,13 +405,14 @@ class _Outcomes:
 
     runs: list[RunSummary] = field(default_factory=list)
     failures: list[UnitFailure] = field(default_factory=list)
-    claimed: list[tuple[Unit, str]] = field(default_factory=list)
+    #: None: a unit held elsewhere is a failure like any other (a caller that cannot wait for it).
+    claimed: list[tuple[Unit, str]] | None = None
 
     def failed(self, unit: Unit, failed: UnitFailed, keep_going: bool) -> None:
         """A unit that failed or was claimed elsewhere: re-raised, or under ``keep_going`` recorded and logged."""
         from benchmark.claims import ClaimedElsewhere
 
-        if isinstance(failed.error, ClaimedElsewhere):
+        if isinstance(failed.error, ClaimedElsewhere) and self.claimed is not None:
             log.info("%s seed %d: %s; left to it", unit.model, unit.seed, failed.error)
             self.claimed.append((unit, failed.error.holder_run_id))
             return
@@ -426,21 +422,26 @@ class _Outcomes:
         log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, self.failures[-1].reason)
 
 
-def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False):
-    """Run ``units`` one after another, in this process or each in a fresh one (:class:`_Outcomes`)."""
+def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False,
+              claimed: list[tuple[Unit, str]] | None = None):
+    """Run ``units`` one after another, in this process or each in a fresh one: (summaries, failures).
+
+    Units another command holds go to ``claimed``, with the holder's run id, where it is given.
+    """
+    outcomes = _Outcomes(claimed=claimed)
     if fresh_processes:
-        return _run_in_fresh_processes(context, units, keep_going)
-    outcomes = _Outcomes()
+        _run_in_fresh_processes(context, units, keep_going, outcomes)
+        return outcomes.runs, outcomes.failures
     for unit in units:
         interrupts.check()
         try:
             outcomes.runs.append(context.run(unit))
         except UnitFailed as failed:
             outcomes.failed(unit, failed, keep_going)
-    return outcomes
+    return outcomes.runs, outcomes.failures
 
 
-def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_going: bool):
+def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_going: bool, outcomes: _Outcomes):
     """Each unit in a process of its own (:mod:`benchmark.isolation`), one training at a time.
 
     Once a unit has scored its model, the next unit starts while the first logs its run, so
@@ -450,7 +451,6 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
     """
     from benchmark.isolation import UnitProcess, stop_units
 
-    outcomes = _Outcomes()
     logging_unit = current = None  # the previous unit, still logging its run; the one training
 
     def collect(process: UnitProcess) -> None:
@@ -480,7 +480,6 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
     except BaseException:  # Ctrl-C, SIGTERM or a failure: the live units mark their runs KILLED
         stop_units([process for process in (logging_unit, current) if process is not None])
         raise
-    return outcomes
 
 
 def failure_of(unit: Unit, failed: UnitFailed) -> UnitFailure:
