@@ -118,7 +118,9 @@ def load_stored_batch(client, experiment_id: str, batch_id: str) -> StoredBatch:
     for run in runs:
         record = _read_record(client, run.info.run_id)
         if record is not None:
-            config = validate_experiment(record["experiment"], origin=f"batch {batch_id}'s stored config")
+            where = f"run {run.info.run_id}'s {UNIT_RECORD} (batch {batch_id})"
+            _check_record(record, where)
+            config = validate_experiment(record["experiment"], origin=where)
             return StoredBatch(experiment_id, batch_id, config, list(record["models"]), runs)
     raise BenchmarkError(f"batch {batch_id} has no run with {UNIT_RECORD} (logged before batches could "
                          "resume): start a new batch instead")
@@ -131,17 +133,18 @@ class ResumePlan:
     done: dict[Unit, Any] = field(default_factory=dict)
     #: Each unit to run, with the ids of its earlier attempts (to tag superseded).
     todo: dict[Unit, list[str]] = field(default_factory=dict)
+    #: Units another command is running now (a concurrent resume), with that run's id: waited for.
+    elsewhere: dict[Unit, str] = field(default_factory=dict)
 
 
 def plan_resume(stored: StoredBatch, config: ExperimentConfig, units: Iterable[Unit]) -> ResumePlan:
     """Split ``units`` into done and to-do against the batch's runs.
 
-    Refused (:class:`BenchmarkError`) where a unit's FINISHED run was made with other settings,
-    or where a unit still RUNS in a live process (call :func:`benchmark.liveness.reap_dead_runs`
-    first, so only live ones are left RUNNING).
+    Refused (:class:`BenchmarkError`) where a unit's FINISHED run was made with other settings.
+    A unit still RUNNING in a live process (another command's: call
+    :func:`benchmark.liveness.reap_dead_runs` first, so only live ones are left RUNNING) is
+    neither: it is that command's to finish (``elsewhere``).
     """
-    from benchmark.liveness import HOST_TAG, PID_TAG
-
     attempts = defaultdict(list)
     for run in stored.runs:
         tags = run.data.tags
@@ -155,17 +158,14 @@ def plan_resume(stored: StoredBatch, config: ExperimentConfig, units: Iterable[U
         key = unit_key(unit, config_hash(settings_of[unit.model]))
         runs = attempts.get(unit, [])
         running = [run for run in runs if run.info.status == "RUNNING"]
-        if running:
-            tags = running[0].data.tags
-            raise BenchmarkError(
-                f"batch {stored.batch_id} is still running {_label(unit)} (run {running[0].info.run_id}, process "
-                f"{tags.get(PID_TAG, '?')} on {tags.get(HOST_TAG, '?')}): wait for it, or stop it and resume")
         finished = [run for run in runs if run.info.status == "FINISHED"]
         same = [run for run in finished if run.data.tags.get(UNIT_KEY_TAG) == key]
         if same:
             plan.done[unit] = same[0]
         elif finished:
             raise BenchmarkError(_difference(stored, finished[0], unit, settings_of[unit.model]))
+        elif running:
+            plan.elsewhere[unit] = running[0].info.run_id
         else:
             plan.todo[unit] = [run.info.run_id for run in runs if SUPERSEDED_TAG not in run.data.tags]
     return plan
@@ -178,7 +178,9 @@ def log_unit_record(record: dict[str, Any]) -> None:
     tracking.log_dict(record, UNIT_RECORD)
 
 
-def _read_record(client, run_id: str) -> dict[str, Any] | None:
+def _read_record(client, run_id: str) -> Any:
+    """The run's ``unit.json`` as parsed JSON (not yet checked: :func:`_check_record`), None where
+    it has none; a file that is not JSON is a :class:`BenchmarkError` naming the run and the file."""
     from benchmark.tracking import quiet_mlflow
 
     with tempfile.TemporaryDirectory(prefix="benchmark-resume-") as folder, quiet_mlflow():
@@ -186,15 +188,36 @@ def _read_record(client, run_id: str) -> dict[str, Any] | None:
             path = client.download_artifacts(run_id, UNIT_RECORD, folder)
         except Exception:  # noqa: BLE001  MLflow raises its own types for a missing artifact
             return None
-        return json.loads(Path(path).read_text())
+        try:
+            return json.loads(Path(path).read_text())
+        except (ValueError, OSError) as error:  # not JSON, not UTF-8, unreadable
+            raise BenchmarkError(f"run {run_id}'s {UNIT_RECORD} cannot be read ({error}): the batch cannot be "
+                                 "rebuilt from it; start a new batch") from None
+
+
+def _check_record(record: Any, where: str) -> None:
+    """``unit.json`` as :func:`unit_record` writes it, or one line naming the run and the file."""
+    problem = None
+    if not isinstance(record, dict):
+        problem = f"a JSON {type(record).__name__}, not an object"
+    elif missing := [key for key in ("settings", "experiment", "models") if key not in record]:
+        problem = f"no {', '.join(repr(key) for key in missing)}"
+    elif not isinstance(record["settings"], dict) or not isinstance(record["experiment"], dict):
+        problem = "'settings' and 'experiment' must be objects"
+    elif not isinstance(record["models"], list) or not all(isinstance(name, str) for name in record["models"]):
+        problem = "'models' must be a list of model names"
+    if problem is not None:
+        raise BenchmarkError(f"{where} is not a record of this harness ({problem}): the batch cannot be "
+                             "rebuilt from it; start a new batch")
 
 
 def _difference(stored: StoredBatch, finished, unit: Unit, now: dict[str, Any]) -> str:
     """The refusal line: the first setting where the unit's finished run and now differ."""
     from mlflow import MlflowClient
 
-    record = _read_record(MlflowClient(), finished.info.run_id) or {"settings": {}}
-    before = record["settings"]
+    record = _read_record(MlflowClient(), finished.info.run_id)
+    before = record.get("settings") if isinstance(record, dict) else None
+    before = before if isinstance(before, dict) else {}
     for key in [*now, *(key for key in before if key not in now)]:
         if before.get(key, _UNSET) != now.get(key, _UNSET):
             return (f"cannot resume batch {stored.batch_id}: {_label(unit)} finished with {key} = "

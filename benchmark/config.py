@@ -19,6 +19,7 @@ votes, last-segment policies): the code that implements them imports them from h
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -465,14 +466,23 @@ class ExperimentConfig(_Section):
         return self.model_settings(name).architecture or name
 
     def features_for(self, name: str) -> FeaturesConfig:
-        """The input settings of one model entry: ``[features]`` with its own overrides applied."""
-        own = self.model_settings(name).features
-        if not own:
+        """The input settings of one model entry: ``[features]``, then what its model needs for
+        its inputs (:func:`benchmark.models.required_features`: the combined network's handcrafted
+        vector), then its own ``[model.<name>.features]``, which wins: a user may force a value."""
+        from benchmark.models import required_features  # the registry, without Keras
+
+        own = self.model_settings(name).features or {}
+        needed = {key: value for key, value in required_features(self.architecture_of(name)).items()
+                  if key not in own and getattr(self.features, key) != value}
+        if not own and not needed:
             return self.features
         try:
-            return FeaturesConfig.model_validate({**self.features.model_dump(), **own})
+            return FeaturesConfig.model_validate({**self.features.model_dump(), **needed, **own})
         except ValidationError as error:
-            raise ValueError(f"model.{name}.features: {_describe(error)}") from None
+            supplied = ", ".join(f"{key} = {_shown(value)}" for key, value in needed.items())
+            why = (f" (the {self.architecture_of(name)} model needs {supplied}: choose [model.{name}.features] "
+                   "settings that allow it)") if needed else ""
+            raise ValueError(f"model.{name}.features: {_describe(error)}{why}") from None
 
     def training_for(self, name: str) -> TrainConfig:
         """Training settings for one model: the shared ones with its own overrides applied."""
@@ -510,14 +520,30 @@ def load_experiment(
     checking model names and hyperparameters, which imports Keras: for verbs that never train.
     """
     path = resolve_experiment_path(path)
-    merged = read_experiment(path)
-    origin = str(path)
+    return adjust_experiment(read_experiment(path), overrides, origin=str(path), data_dir=data_dir,
+                             split_dir=split_dir, seeds=seeds, check_models=check_models)
+
+
+def adjust_experiment(
+    raw: Mapping[str, Any],
+    overrides: Iterable[str] = (),
+    *,
+    origin: str,
+    data_dir: str | Path | None = None,
+    split_dir: str | Path | None = None,
+    seeds: Iterable[int] | None = None,
+    check_models: bool = True,
+) -> ExperimentConfig:
+    """An experiment's raw values (a file's, or a stored batch's) with ``--set`` overrides and CLI
+    flags applied, as :func:`load_experiment` says; ``origin`` names where the values came from."""
+    merged = copy.deepcopy(dict(raw))
+    overrides = list(overrides)
     if overrides:
-        # Validated once with the file's values, so a mistake in the file still names the file.
+        # Validated once with the original values, so a mistake there still names its origin.
         validate_experiment(merged, origin=origin, check_models=False)
         for override in overrides:
             _apply_override(merged, override)
-        origin = f"{path} with --set {' --set '.join(overrides)}"
+        origin = f"{origin} with --set {' --set '.join(overrides)}"
     if data_dir is not None:
         merged.setdefault("data", {}).update(source="directory", directory=str(data_dir))
     if split_dir is not None:
@@ -618,8 +644,7 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
                 f"{origin}: model.{name}: a {spec.kind} model has no {', '.join(unused)} "
                 f"(it trains without epochs or batches)"
             )
-        if missing := spec.adapter.missing_inputs(config.features_for(name)):
-            raise BenchmarkError(f"{origin}: model.{name}: {missing}")
+    check_model_inputs(config, dict.fromkeys([*config.run.models, *config.model]), origin)
     for name, table in (config.tuning.model_extra or {}).items():
         if not isinstance(table, Mapping):
             raise BenchmarkError(f"{origin}: unknown key 'tuning.{name}'")
@@ -637,6 +662,22 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
             raise BenchmarkError(f"{origin}: tuning.{name}.{key}: {_describe(error)}") from None
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: tuning.{name}: {error}") from None
+
+
+def check_model_inputs(config: ExperimentConfig, names: Iterable[str], origin: str = "config") -> None:
+    """Each named model entry gets the inputs its model needs, or one :class:`BenchmarkError`
+    naming the missing input and the key to set: a setting the user forced (``[model.<name>.features]``)
+    can make them impossible. Called before any unit trains, for models named on the command line too."""
+    from benchmark.models import get_model_spec
+
+    for name in names:
+        spec = get_model_spec(config.architecture_of(name))
+        try:
+            features = config.features_for(name)
+        except ValueError as error:
+            raise BenchmarkError(f"{origin}: {error}") from None
+        if missing := spec.adapter.missing_inputs(features):
+            raise BenchmarkError(f"{origin}: model.{name}: {missing.replace('<name>', name)}")
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:
@@ -680,6 +721,11 @@ def flatten(node: Mapping[str, Any], prefix: str = ""):
             yield from flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def _shown(value: Any) -> str:
+    """A value as TOML writes it (``true``, ``"logmel"``), for messages that say what to set."""
+    return json.dumps(value)
 
 
 def _describe(error: ValidationError) -> str:

@@ -90,12 +90,16 @@ def reap_dead_runs(client, experiment_ids: list[str], filter_string: str) -> lis
         reason = death_reason(run.data.tags)
         if reason is None:
             continue
-        client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
-        client.set_terminated(run.info.run_id, status="KILLED")
-        log.warning("run %s (%s) was left RUNNING and %s: marked KILLED", run.info.run_id,
-                    run.info.run_name, reason)
+        mark_killed(client, run, reason)
         reaped.append(run.info.run_id)
     return reaped
+
+
+def mark_killed(client, run, reason: str) -> None:
+    """Mark a RUNNING run whose process is dead KILLED, with why (``reason``) as a tag."""
+    client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
+    client.set_terminated(run.info.run_id, status="KILLED")
+    log.warning("run %s (%s) was left RUNNING and %s: marked KILLED", run.info.run_id, run.info.run_name, reason)
 
 
 class Lease:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from benchmark import interrupts
 from benchmark.batch import (
     SUPERSEDED_TAG,
+    UNIT_KEY_TAG,
     StoredBatch,
     plan_resume,
     plan_units,
@@ -30,7 +31,7 @@ from benchmark.batch import (
     unit_settings,
     unit_tags,
 )
-from benchmark.config import ExperimentConfig
+from benchmark.config import ExperimentConfig, check_model_inputs
 from benchmark.data.prepare import PreparedData, prepare_models
 from benchmark.errors import BenchmarkError
 from benchmark.profiling import stage
@@ -110,7 +111,7 @@ class BatchResult:
 def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, experiment_id: str,
              batch_id: str, tracking_uri: str, models: Sequence[str] = (), setup: ModelSetup | None = None,
              supersedes: Sequence[str] = (), callbacks: Sequence = (),
-             scored: Callable[[], None] | None = None) -> RunSummary:
+             scored: Callable[[], None] | None = None, claims_run: str | None = None) -> RunSummary:
     """Fit and score one unit inside its own MLflow run; returns its summary row.
 
     ``setup`` is the model entry's resolved settings, where the caller has them already;
@@ -119,8 +120,15 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
     beside the epoch logger; ``scored`` is called once the model is fitted and scored, before
     the run's artifacts and model are logged. A failure is re-raised as
     :class:`UnitFailed` after the run records its reason and traceback.
+
+    With ``claims_run`` (the batch's: :mod:`benchmark.claims`) the unit is claimed in the store
+    before anything is logged; where another command holds it, the new run is deleted and the
+    :class:`UnitFailed` carries :class:`~benchmark.claims.ClaimedElsewhere` (no run).
     """
+    from mlflow import MlflowClient
+
     from benchmark import tracking
+    from benchmark.claims import ClaimedElsewhere, claim, withdraw
     from benchmark.liveness import Lease, owner_tags
     from benchmark.provenance import provenance_tags
 
@@ -133,6 +141,8 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
                 **unit_tags(unit, settings), **owner_tags(), **provenance_tags()}
         with tracking.tracked_run(experiment_id, run_name(unit, data), tags) as run_id, \
                 Lease(run_id, tracking_uri):
+            if claims_run is not None:
+                claim(MlflowClient(), claims_run, tags[UNIT_KEY_TAG], run_id)
             try:
                 with stage("logging", unit.model):
                     _supersede(supersedes, run_id)
@@ -153,6 +163,9 @@ def run_unit(config: ExperimentConfig, prepared: PreparedData, unit: Unit, *, ex
             except Exception as error:
                 tracking.record_failure(error)
                 raise
+    except ClaimedElsewhere as claimed:
+        withdraw(MlflowClient(), run_id)
+        raise UnitFailed(claimed, None) from None
     except Exception as error:
         raise UnitFailed(error, run_id) from error
     metrics = result.evaluation.metrics
@@ -223,8 +236,12 @@ def run_experiment(
     from mlflow import MlflowClient
 
     from benchmark import tracking
+    from benchmark.claims import create_claims_run, find_claims_run
     from benchmark.liveness import reap_dead_runs
 
+    # Each model gets the inputs it needs (the combined network's second one), or one line says
+    # which setting forbids them: before the store, the data or any unit is touched.
+    check_model_inputs(config, model_names, f"experiment {config.name!r}")
     uri = tracking.resolve_tracking_uri(tracking_uri)
     tracking.connect(uri)  # Before the slow part: a bad tracking URI fails in a second.
     if ray is not None:
@@ -235,8 +252,10 @@ def run_experiment(
     if resume is None:
         experiment_id, batch_id = tracking.ensure_experiment(config.name, uri), tracking.new_batch_id()
         reap_dead_runs(MlflowClient(), [experiment_id], tracking.TRAINING_RUNS_FILTER)
+        claims_run = create_claims_run(MlflowClient(), experiment_id, batch_id)  # before any unit claims
     else:
         experiment_id, batch_id = resume.experiment_id, resume.batch_id
+        claims_run = find_claims_run(MlflowClient(), experiment_id, batch_id)
     command = resume_command(batch_id, uri)
     splits = config.split.folds if config.split.protocol == "kfold" else 1
     units = plan_units(config, model_names, splits)
@@ -253,14 +272,10 @@ def run_experiment(
     prepared = prepare_models(config, needed, progress=progress) if needed else {}
     protocol = next(iter(prepared.values())).plan.protocol if prepared else config.split.protocol
     context = BatchContext(config, prepared, setups, experiment_id, batch_id, uri, list(model_names),
-                            {} if plan is None else plan.todo)
+                            {} if plan is None else plan.todo, claims_run)
     try:
-        if ray is None:
-            runs, failures = _run_here(context, todo, keep_going, fresh_processes)
-        else:
-            from benchmark.distributed import run_on_ray
-
-            runs, failures = run_on_ray(context, todo, keep_going, ray)
+        runs, failures = _run_units(context, todo, keep_going, fresh_processes, ray,
+                                    held=[] if plan is None else list(plan.elsewhere.items()))
     except UnitFailed as failed:
         failed.error.add_note(f"resume the batch: {command}")
         raise failed.error from None
@@ -284,14 +299,26 @@ class BatchContext:
     tracking_uri: str
     models: list[str]
     earlier_attempts: dict[Unit, list[str]]
+    #: The batch's claims run (:mod:`benchmark.claims`); None: units are not claimed (``profile``).
+    claims_run: str | None = None
 
     def run(self, unit: Unit, *, supersedes: Sequence[str] | None = None, callbacks: Sequence = (),
             scored: Callable[[], None] | None = None) -> RunSummary:
         """Run one unit (raises :class:`UnitFailed`); ``scored`` as :func:`run_unit` says."""
         return run_unit(self.config, self.prepared[unit.model], unit, experiment_id=self.experiment_id,
                         batch_id=self.batch_id, tracking_uri=self.tracking_uri, models=self.models,
-                        setup=self.setups[unit.model], callbacks=callbacks, scored=scored,
+                        setup=self.setups[unit.model], callbacks=callbacks, scored=scored, claims_run=self.claims_run,
                         supersedes=self.earlier_attempts.get(unit, ()) if supersedes is None else supersedes)
+
+    def finished_elsewhere(self, unit: Unit, holder_run_id: str) -> RunSummary | None:
+        """Wait for the run of another command that holds ``unit``: its row once it FINISHED, None
+        where it ended otherwise (or died), so the unit is free to run again."""
+        from mlflow import MlflowClient
+
+        from benchmark.claims import wait_for
+
+        run = wait_for(MlflowClient(), holder_run_id, f"{unit.model} seed {unit.seed} split {unit.split_index}")
+        return RunSummary.of_run(run) if run is not None and run.info.status == "FINISHED" else None
 
     def gather(self, unit: Unit) -> None:
         """Gather the inputs of ``unit``'s split now (a no-op once they are), in this process."""
@@ -324,27 +351,97 @@ class BatchContext:
             return True, RunSummary.of_run(finished[0])
         earlier = {*self.earlier_attempts.get(unit, ()),
                    *(run.info.run_id for run in attempts if SUPERSEDED_TAG not in run.data.tags)}
-        try:
-            return True, self.run(unit, supersedes=sorted(earlier), callbacks=callbacks)
-        except UnitFailed as failed:
-            return False, failure_of(unit, failed)
+        from benchmark.claims import ClaimedElsewhere
+
+        while True:
+            try:
+                return True, self.run(unit, supersedes=sorted(earlier), callbacks=callbacks)
+            except UnitFailed as failed:
+                if not isinstance(failed.error, ClaimedElsewhere):
+                    return False, failure_of(unit, failed)
+                # Another command holds it: a Ray task waits for that run (it holds no data
+                # another unit needs), and runs the unit after all where that run did not finish.
+                if (row := self.finished_elsewhere(unit, failed.error.holder_run_id)) is not None:
+                    return True, row
 
 
-def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False):
-    """Run ``units`` one after another, in this process or each in a fresh one: (summaries, failures)."""
-    if fresh_processes:
-        return _run_in_fresh_processes(context, units, keep_going)
-    runs, failures = [], []
-    for unit in units:
-        interrupts.check()
-        try:
-            runs.append(context.run(unit))
-        except UnitFailed as failed:
-            _record_failure(unit, failed, failures, keep_going)
+def _run_units(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool,
+               ray: RayOptions | None, held: Sequence[tuple[Unit, str]] = ()):
+    """Run ``units`` with the chosen executor: (summaries, failures).
+
+    Units another command holds (:mod:`benchmark.claims`; ``held``, with the holder's run id, are
+    known so before) are left to it while the rest run, then waited for: a holder's FINISHED run
+    is the unit's row, and a unit whose holder ended without finishing runs here after all.
+    (Ray tasks wait inside their task.)
+    """
+    runs, failures, claimed = [], [], list(held)
+    for unit, holder in held:
+        log.info("%s seed %d: run %s of another command is training it; left to it", unit.model, unit.seed,
+                 holder)
+    while units or claimed:
+        if units:
+            if ray is None:
+                done, failed = _run_here(context, units, keep_going, fresh_processes, claimed=claimed)
+            else:
+                from benchmark.distributed import run_on_ray
+
+                done, failed = run_on_ray(context, units, keep_going, ray)
+            runs, failures = runs + done, failures + failed
+        units = []
+        for unit, holder in claimed:
+            row = context.finished_elsewhere(unit, holder)
+            if row is None:
+                units.append(unit)
+            else:
+                runs.append(row)
+        claimed = []
     return runs, failures
 
 
-def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_going: bool):
+@dataclass
+class _Outcomes:
+    """What an executor made of its units: rows, failures (``keep_going``), and the units another
+    command holds, each with its holder's run id."""
+
+    runs: list[RunSummary] = field(default_factory=list)
+    failures: list[UnitFailure] = field(default_factory=list)
+    #: None: a unit held elsewhere is a failure like any other (a caller that cannot wait for it).
+    claimed: list[tuple[Unit, str]] | None = None
+
+    def failed(self, unit: Unit, failed: UnitFailed, keep_going: bool) -> None:
+        """A unit that failed or was claimed elsewhere: re-raised, or under ``keep_going`` recorded and logged."""
+        from benchmark.claims import ClaimedElsewhere
+
+        if isinstance(failed.error, ClaimedElsewhere) and self.claimed is not None:
+            log.info("%s seed %d: %s; left to it", unit.model, unit.seed, failed.error)
+            self.claimed.append((unit, failed.error.holder_run_id))
+            return
+        if not keep_going:
+            raise failed
+        self.failures.append(failure_of(unit, failed))
+        log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, self.failures[-1].reason)
+
+
+def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False,
+              claimed: list[tuple[Unit, str]] | None = None):
+    """Run ``units`` one after another, in this process or each in a fresh one: (summaries, failures).
+
+    Units another command holds go to ``claimed``, with the holder's run id, where it is given.
+    """
+    outcomes = _Outcomes(claimed=claimed)
+    if fresh_processes:
+        _run_in_fresh_processes(context, units, keep_going, outcomes)
+        return outcomes.runs, outcomes.failures
+    for unit in units:
+        interrupts.check()
+        try:
+            outcomes.runs.append(context.run(unit))
+        except UnitFailed as failed:
+            outcomes.failed(unit, failed, keep_going)
+    return outcomes.runs, outcomes.failures
+
+
+def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_going: bool, outcomes: _Outcomes):
     """Each unit in a process of its own (:mod:`benchmark.isolation`), one training at a time.
 
     Once a unit has scored its model, the next unit starts while the first logs its run, so
@@ -354,14 +451,13 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
     """
     from benchmark.isolation import UnitProcess, stop_units
 
-    runs, failures = [], []
     logging_unit = current = None  # the previous unit, still logging its run; the one training
 
     def collect(process: UnitProcess) -> None:
         try:
-            runs.append(process.result())
+            outcomes.runs.append(process.result())
         except UnitFailed as failed:
-            _record_failure(process.unit, failed, failures, keep_going)
+            outcomes.failed(process.unit, failed, keep_going)
 
     try:
         for unit in units:
@@ -369,7 +465,7 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
             try:  # here, once per split: every unit's process maps the same gathered files
                 context.gather(unit)
             except Exception as error:
-                _record_failure(unit, UnitFailed(error, None), failures, keep_going)
+                outcomes.failed(unit, UnitFailed(error, None), keep_going)
                 continue
             current = UnitProcess(context, unit)
             if logging_unit is not None:
@@ -377,22 +473,13 @@ def _run_in_fresh_processes(context: BatchContext, units: Sequence[Unit], keep_g
                 logging_unit = None
             if current.wait_scored():
                 logging_unit = current
-            else:  # it ended before scoring (it failed, or its process died): nothing to overlap
+            else:  # it ended before scoring (it failed, lost its claim, or its process died): nothing to overlap
                 collect(current)
         if logging_unit is not None:
             collect(logging_unit)
     except BaseException:  # Ctrl-C, SIGTERM or a failure: the live units mark their runs KILLED
         stop_units([process for process in (logging_unit, current) if process is not None])
         raise
-    return runs, failures
-
-
-def _record_failure(unit: Unit, failed: UnitFailed, failures: list[UnitFailure], keep_going: bool) -> None:
-    """A failed unit: re-raised, or under ``keep_going`` recorded and logged."""
-    if not keep_going:
-        raise failed
-    failures.append(failure_of(unit, failed))
-    log.error("%s seed %d: FAILED (%s); going on", unit.model, unit.seed, failures[-1].reason)
 
 
 def failure_of(unit: Unit, failed: UnitFailed) -> UnitFailure:

@@ -106,8 +106,8 @@ def client_for(uri):
 def batch_runs(outcome):
     """The client of a batch's store, and its runs by model name."""
     client = client_for(outcome.tracking_uri)
-    runs = client.search_runs([outcome.experiment_id],
-                              filter_string=f"tags.batch_id = '{outcome.batch_id}'")
+    runs = client.search_runs([outcome.experiment_id],  # training runs: not the batch's claims run
+                              filter_string=f"tags.batch_id = '{outcome.batch_id}' and tags.run_kind = 'train'")
     return client, {run.data.tags["model"]: run for run in runs}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -38,9 +39,7 @@ representation = "handcrafted"
 representation = "handcrafted"
 [model.logreg.features]
 representation = "handcrafted"
-[model.combined.features]
-add_handcrafted = true
-"""
+"""  # combined has no features table: it declares the handcrafted input it needs, and gets it
 
 
 def test_columns_are_the_public_tables_57_in_order_then_the_named_extras():
@@ -190,7 +189,9 @@ def test_data_features_writes_the_table(tone_tree, tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ('[features]\nrepresentation = "cqt"\n', "features.representation"),
     ('[model.svm.features]\nrepresentations = "handcrafted"\n', "model.svm.features: unknown key 'representations'"),
-    ("[run]\nmodels = ['combined']\n", "the combined network needs the handcrafted vector"),
+    ("[run]\nmodels = ['combined']\n[model.combined.features]\nadd_handcrafted = false\n",
+     "model.combined: the combined network needs the handcrafted vector beside the frames: set "
+     "[model.combined.features] add_handcrafted = true"),
     ("[model.svm]\nepochs = 3\n", "model.svm: a classical model has no epochs"),
     ('[model.svm.features]\nadd_handcrafted = true\n', "a classical learner takes one input"),
     ('[model.x]\narchitecture = "resnet"\n', "model.x: unknown model 'resnet'"),
@@ -198,9 +199,37 @@ def test_data_features_writes_the_table(tone_tree, tmp_path):
 def test_bad_baseline_settings_are_one_clear_error(tmp_path, text, message):
     path = tmp_path / "exp.toml"
     path.write_text('extends = "smoke"\n' + text)
-    with pytest.raises(BenchmarkError, match=message):
+    with pytest.raises(BenchmarkError, match=re.escape(message)):
         load_experiment(path)
     assert_user_error(run_cli("run", "--all", "--experiment", str(path), cwd=tmp_path), message.split(":")[-1].strip())
+
+
+def test_a_model_gets_the_inputs_it_declares_wherever_it_is_named():
+    from benchmark.batch import unit_settings
+
+    smoke = load_experiment("smoke")
+    assert smoke.features_for("combined").add_handcrafted  # named nowhere in smoke.toml
+    aliased = load_experiment("smoke", ['model.both.architecture="combined"', "model.both.dropout=0.1"])
+    assert aliased.features_for("both").describe == "logmel+handcrafted"
+    # Only the model that declares the input gets it: the others' inputs, and so their unit
+    # keys, stay as they were.
+    for name in ("cnn2d", "svm"):
+        assert smoke.features_for(name) is smoke.features
+        assert "features.add_handcrafted" in unit_settings(smoke, name)
+        assert unit_settings(smoke, name)["features.add_handcrafted"] is False
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["model.combined.features.add_handcrafted=false"], "set [model.combined.features] add_handcrafted = true"),
+    (["features.representation=handcrafted"],
+     "model.combined.features: add_handcrafted needs a frame representation (stft, logmel, mfcc, musicnn-mel), not "
+     "'handcrafted' (the combined model needs add_handcrafted = true"),
+])
+def test_a_setting_that_denies_a_model_its_inputs_is_one_line_before_any_unit_trains(tmp_path, overrides, message):
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    result = run_cli("run", "--model", "svm", "combined", "--experiment", "smoke", *sets, cwd=tmp_path)
+    assert_user_error(result, message)
+    assert not (tmp_path / "mlruns").exists()  # svm never ran: nothing written
 
 
 def test_each_feature_setting_is_extracted_once_and_shares_the_split(tmp_path, caplog):

@@ -144,6 +144,44 @@ def test_without_keep_going_the_first_failure_stops_the_batch_and_names_the_resu
     assert set(runs_by_status(store_uri(tmp_path))) == {"FAILED"}  # fcnn never started
 
 
+def test_a_resume_given_only_set_applies_it_to_the_batchs_own_experiment(tmp_path, capsys):
+    # An entry the default experiment does not know: resumed under `default`, it would not even load.
+    experiment = tmp_path / "mini.toml"
+    experiment.write_text('extends = "smoke"\nname = "mini"\n[model.mini]\narchitecture = "cnn1d"\n')
+    assert main(["run", "--model", "mini", "--experiment", str(experiment), "--set", "model.mini.dropout=2.0",
+                 "--no-progress"]) == 2  # a dropout rate above 1: the network cannot be built
+    capsys.readouterr()
+    assert main(["run", "--resume", "--latest", "--set", "model.mini.dropout=0.1", "--no-progress"]) == 0, \
+        capsys.readouterr().err[-3000:]
+    runs = runs_by_status(store_uri(tmp_path))
+    (finished,) = runs["FINISHED"]
+    assert finished.data.tags["batch_id"] == runs["FAILED"][0].data.tags["batch_id"]
+    assert finished.data.tags["experiment"] == "mini"
+    params = finished.data.params
+    assert (params["hp.dropout"], params["data.synth_clips_per_genre"], params["train.epochs"]) == ("0.1", "8", "1")
+
+
+def test_two_concurrent_resumes_of_one_interrupted_batch_train_each_unit_once(tmp_path):
+    process, log = start_run(tmp_path, "--model", "cnn2d", "fcnn", "--seeds", "0", "1", *SMOKE)
+    wait_for_line(process, log, "cnn2d seed 0: training")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
+    uri = store_uri(tmp_path)
+    assert "FINISHED" not in runs_by_status(uri)
+
+    resumes = [start_run(tmp_path, "--resume", "--latest", "--no-progress") for _ in range(2)]
+    for resume, output in resumes:
+        assert resume.wait(timeout=900) == 0, output.read_text()[-3000:]
+    runs = runs_by_status(uri)
+    assert set(runs) == {"FINISHED", "KILLED"}  # nothing RUNNING, nothing FAILED
+    units = [(m, s, "0") for m in ("cnn2d", "fcnn") for s in ("0", "1")]
+    assert units_of(runs["FINISHED"]) == units  # each unit once
+    logs = "".join(output.read_text() for _, output in resumes)
+    assert "of another command" in logs  # they met, and one left a unit to the other
+    os.chdir(tmp_path)
+    assert accuracy_board(uri)["finished"].tolist() == [2, 2]
+
+
 def test_two_concurrent_runs_on_one_sqlite_store_both_finish(tmp_path):
     started = [start_run(tmp_path, "--model", "fcnn", "--seeds", str(seed), str(seed + 10), *SMOKE) for seed in (0, 1)]
     for process, log in started:

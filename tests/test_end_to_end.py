@@ -204,7 +204,7 @@ def test_cli_smoke_run_against_a_real_tracking_server(tmp_path, mlflow_server):
 
     client = client_for(mlflow_server)
     experiment = client.get_experiment_by_name("smoke")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.run_kind = 'train'")
     assert {run.data.tags["model"] for run in runs} == {"fcnn", "cnn1d", "cnn2d", "crnn"}
     assert len({run.data.tags["batch_id"] for run in runs}) == 1
     run = runs[0]

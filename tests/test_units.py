@@ -3,7 +3,6 @@ RUNNING run counts as dead. Fast: no training (the whole batches are in test_bat
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -23,7 +22,6 @@ from benchmark.batch import (
     unit_settings,
 )
 from benchmark.config import list_experiments, load_experiment, validate_experiment
-from benchmark.errors import BenchmarkError
 from benchmark.liveness import (
     HOST_TAG,
     LEASE_TAG,
@@ -90,12 +88,12 @@ def test_a_resume_keeps_finished_units_and_reruns_the_rest():
     assert plan.todo == {units[1]: ["b", "c"], units[2]: []}
 
 
-def test_a_resume_refuses_a_unit_that_still_runs_in_a_live_process():
+def test_a_resume_leaves_a_unit_that_still_runs_in_a_live_process_to_it():
     config = load_experiment("smoke")
     unit = Unit("cnn2d", 0)
     runs = [_run(unit, "RUNNING", unit_key(unit, hash_of()), "a", **owner_tags())]
-    with pytest.raises(BenchmarkError, match=f"still running cnn2d seed 0 .*process {os.getpid()}"):
-        plan_resume(StoredBatch("1", "b1", config, ["cnn2d"], runs), config, [unit])
+    plan = plan_resume(StoredBatch("1", "b1", config, ["cnn2d"], runs), config, [unit])
+    assert plan.elsewhere == {unit: "a"} and not plan.todo and not plan.done
 
 
 def test_own_process_is_alive_and_a_finished_one_is_dead():
@@ -124,3 +122,22 @@ def test_runs_without_owner_tags_are_never_judged():
 
 def test_machine_id_is_this_host():
     assert machine_id().split("/")[0] == socket.gethostname()
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ('{"settings": {broken', "cannot be read (Expecting property name"),
+    ("[]", "is not a record of this harness (a JSON list, not an object)"),
+    ("{}", "is not a record of this harness (no 'settings', 'experiment', 'models')"),
+])
+def test_a_malformed_unit_record_is_one_line_naming_the_run_and_the_file(tmp_path, capsys, text, problem):
+    from benchmark.cli import main
+    from tests.helpers import Planter
+
+    planter = Planter(tmp_path)
+    batch = "20260101-120000-ab12cd"
+    run_id = planter.run(batch, "cnn2d", 0, status="FAILED", test_metrics=False, artifacts=False)
+    planter.client.log_text(run_id, text, "unit.json")
+    assert main(["run", "--resume", batch, "--tracking-uri", planter.uri]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1].startswith(f"error: run {run_id}'s unit.json ") and problem in err[-1], err

@@ -7,6 +7,7 @@ from benchmark.cli.options import (
     DEFAULT_EXPERIMENT,
     add_executor_options,
     add_experiment_options,
+    experiment_overrides,
     load_experiment_for,
     ray_options,
 )
@@ -51,19 +52,16 @@ def _run(args) -> int:
         raise BenchmarkError(f"--resume {args.resume} or --latest: one batch, not both")
     if not (args.all or args.model or args.resume):
         raise BenchmarkError("say which models: --all, --model NAME ..., or --resume a batch")
-    configured = (args.experiment is not None or args.overrides or args.backend or args.seeds or args.data_dir
-                  or args.split_dir)
     stored = None
     if args.resume:
         from benchmark.runner import open_batch
 
         select_backend(args.backend)  # reading the batch imports Keras: its backend is chosen first
         stored = open_batch(None if args.resume == LATEST else args.resume, args.tracking_uri)
-    if stored is None or configured:
+    if stored is None or args.experiment is not None:
         config = load_experiment_for(args, args.experiment or DEFAULT_EXPERIMENT)
     else:
-        config = stored.config
-        select_backend(config.run.backend)  # the batch's own: an error if Keras runs on another already
+        config = _batch_experiment(args, stored)
     models = list(config.run.models) if args.all else args.model or (stored.models if stored else [])
     from benchmark.models import get_model_spec
 
@@ -77,6 +75,21 @@ def _run(args) -> int:
                              fresh_processes=not args.in_process)
     print_summary(outcome, experiment_name=config.name)
     return 1 if outcome.failures else 0
+
+
+def _batch_experiment(args, stored):
+    """A resumed batch's own experiment (rebuilt from its ``unit.json``), with this command's
+    ``--set`` values and flags applied to it: never to the default experiment."""
+    from benchmark.config import adjust_experiment
+
+    overrides = experiment_overrides(args)
+    config = stored.config
+    if overrides or args.seeds or args.data_dir or args.split_dir:
+        config = adjust_experiment(config.model_dump(mode="json"), overrides,
+                                   origin=f"batch {stored.batch_id}'s experiment {config.name!r}",
+                                   data_dir=args.data_dir, split_dir=args.split_dir, seeds=args.seeds)
+    select_backend(config.run.backend)  # the batch's own: an error if Keras runs on another already
+    return config
 
 
 def add_tune(verbs) -> None:

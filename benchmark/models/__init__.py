@@ -17,6 +17,7 @@ from benchmark.models.registry import (
     list_models,
     load_estimator,
     register_model,
+    required_features,
     resolve_hyperparameters,
 )
 
@@ -40,5 +41,6 @@ __all__ = [
     "list_models",
     "load_estimator",
     "register_model",
+    "required_features",
     "resolve_hyperparameters",
 ]

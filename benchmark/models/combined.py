@@ -4,8 +4,9 @@ The study's conclusion proposes "combining this spectrogram analysis method with
 extraction". This network takes both inputs of a clip (or segment): the 2D-CNN's convolutional
 front on its frames, and a dense branch on its handcrafted vector (standardised by a
 ``Normalization`` layer fitted on the training inputs, so the saved network scales what it is
-given by itself), concatenated before the classifier. Its entry needs
-``[model.combined.features] add_handcrafted = true``.
+given by itself), concatenated before the classifier. It declares the second input it needs
+(:attr:`CombinedNetwork.required_features`): wherever it is named, its features get
+``add_handcrafted = true`` unless its own ``[model.<name>.features]`` table says otherwise.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class CombinedNetwork(KerasNetwork):
     """A Keras network of two inputs: frames and the handcrafted vector."""
 
     kind: ClassVar[str] = "combined"
+    #: The handcrafted vector beside the frames: supplied wherever the model is named.
+    required_features: ClassVar[dict[str, Any]] = {"add_handcrafted": True}
 
     @classmethod
     def missing_inputs(cls, features) -> str | None:

@@ -68,10 +68,17 @@ class Estimator(Protocol):
     #: The training settings (``epochs``, ``batch_size``, ``learning_rate``) the model uses;
     #: giving it any other is a configuration error.
     training_keys: ClassVar[tuple[str, ...]]
+    #: Optional: the ``[features]`` values the model's inputs need (the combined network's
+    #: ``{"add_handcrafted": True}``). Wherever the model is named, its entry's features get them
+    #: unless its own ``[model.<name>.features]`` table sets those keys (:func:`required_features`).
+    required_features: ClassVar[Mapping[str, Any]]
 
     @classmethod
     def missing_inputs(cls, features: Any) -> str | None:
-        """Why an entry's :class:`benchmark.config.FeaturesConfig` cannot feed this model, or None."""
+        """Why an entry's :class:`benchmark.config.FeaturesConfig` cannot feed this model, or None.
+
+        ``<name>`` in the reason stands for the model entry; the harness puts the entry's name there.
+        """
 
     @property
     def native(self) -> Any:

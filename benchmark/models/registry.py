@@ -96,6 +96,14 @@ def get_model_spec(name: str) -> ModelSpec:
         ) from None
 
 
+def required_features(name: str) -> dict[str, Any]:
+    """The ``[features]`` values registered model ``name`` needs for its inputs (its adapter's
+    ``required_features``); none for an adapter that declares none, or for an unknown name
+    (which fails where the model is looked up, naming the registered ones)."""
+    spec = _REGISTRY.get(name)
+    return dict(getattr(spec.adapter, "required_features", {})) if spec is not None else {}
+
+
 def resolve_hyperparameters(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The model's defaults updated with ``overrides``; unknown names and ``None`` values handled.
 
