@@ -166,7 +166,8 @@ def features_table(root, *, sample_rate: int = 22050, n_fft: int = 2048, hop_len
 
     tracks = discover_tracks(root)
     rows = map_in_processes(_table_row, [track.path for track in tracks], sample_rate, n_fft, hop_length, extras,
-                            workers=workers, progress=progress, desc="handcrafted", unit="clip")
+                            workers=workers, progress=progress, desc="handcrafted", unit="clip",
+                            stage="handcrafted statistics", uses_numba=True)
     columns = handcrafted_columns(extras)
     kept = [(track, row) for track, row in zip(tracks, rows, strict=True) if not isinstance(row, str)]
     table = pd.DataFrame([row[1] for _, row in kept], columns=list(columns))
