@@ -5,9 +5,11 @@ is imported, into a cache that numba keeps by default beside librosa's sources, 
 ``site-packages/librosa/**/__pycache__``. Each extraction worker compiled the same functions at
 the same moment into that one cache, and a first extraction killed while they did so left a
 cache that crashed every later extraction (a SIGSEGV in a gufunc) until it was deleted by hand.
-numba writes an entry as two files, an index (``.nbi``: signature to data file) and the
-compiled code (``.nbc``), each replaced atomically but not the two together, and it reads an
-index and a data file written by different processes as one entry.
+numba writes an entry as two files, an index (``.nbi``: signatures to numbered data files) and
+the compiled code (``.nbc``), each replaced atomically but not the two together, and the index
+is read, numbered and rewritten by each writer in turn: nothing makes several writers at once,
+or a writer interrupted between the two files (a worker that SIGTERM unwinds raises an exception
+into whatever numba is doing), safe. Here neither happens to what extraction runs.
 
 So the harness keeps its own cache, ``<cache root>/numba/<numba, librosa and Python versions>``,
 and never lets two processes write it: before extraction's workers start, :func:`prepare` has
@@ -24,6 +26,7 @@ cache may be what crashed it: :func:`clear` removes it, and extraction retries o
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -43,6 +46,7 @@ _COMPLETE = "COMPLETE"
 _WARM_UP_TIMEOUT = 1800
 
 
+@functools.cache  # the metadata lookup takes 20 ms, and an installed version stays put while this runs
 def _package_version(name: str) -> str:
     try:
         return version(name)
@@ -61,10 +65,14 @@ def harness_cache_dir() -> Path:
     return cache_root() / "numba" / key
 
 
+#: The value this process gave ``$NUMBA_CACHE_DIR`` (:func:`point_at_cache`): the harness's, not the user's.
+_pointed_at: str | None = None
+
+
 def user_cache_dir() -> Path | None:
     """``$NUMBA_CACHE_DIR`` where the user set it to a folder other than the harness's; else None."""
     chosen = os.environ.get(NUMBA_CACHE_ENV)
-    if not chosen or Path(chosen).expanduser() == harness_cache_dir():
+    if not chosen or chosen == _pointed_at or Path(chosen).expanduser() == harness_cache_dir():
         return None
     return Path(chosen).expanduser()
 
@@ -81,10 +89,11 @@ def point_at_cache() -> Path:
     odd file): they read the cache where it is compiled, and a folder that they fill while it is
     not is never taken for a compiled one (it lacks the mark: :func:`prepare` compiles it afresh).
     """
+    global _pointed_at
     theirs = user_cache_dir()
     if theirs is not None:
         return theirs
-    os.environ[NUMBA_CACHE_ENV] = str(harness_cache_dir())
+    _pointed_at = os.environ[NUMBA_CACHE_ENV] = str(harness_cache_dir())
     return harness_cache_dir()
 
 

@@ -62,8 +62,10 @@ def map_in_processes(
     workers = workers or os.cpu_count() or 1
     stage = stage or desc or getattr(function, "__name__", "work")
     results: list[Any] = [None] * len(items)
-    if items:  # the workers (and this process, if it has not imported numba yet) read the harness's cache
-        numba_cache.prepare() if uses_numba else numba_cache.point_at_cache()
+    if items and uses_numba:  # the workers (and this process, if it has not imported numba yet) read it
+        numba_cache.prepare()
+    elif items:
+        numba_cache.point_at_cache()
     with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
         if workers == 1 or len(items) <= 1:
             for index, item in enumerate(items):
@@ -103,17 +105,19 @@ class WorkerDied(BenchmarkError):
         return self.signal in CRASH_SIGNALS
 
     def _fate(self) -> str:
-        again = "then run the command again (a batch leaves no run behind: run it again as it was)"
+        again = "run the command again once the cause is gone"
         if self.signal == signal.SIGKILL:
-            return (f"was killed by SIGKILL: the kernel's out-of-memory killer, or a kill -9; free memory or use "
-                    f"fewer workers (--workers, features.workers), {again}")
+            return ("was killed by SIGKILL (the kernel's out-of-memory killer, or a kill -9): free memory or use "
+                    "fewer workers (--workers; in an experiment, features.workers), then run the command again")
         if self.crashed:
-            return (f"crashed with {self.signal.name} (a fault in native code: numba, librosa, a decoder); run the "
+            return (f"crashed with {self.signal.name} (a fault in native code: numba, librosa, a decoder): run the "
                     f"command again, and if the same file crashes it again, move it out of the data set and "
                     f"report it")
         if self.signal is not None:
-            return f"was killed by {self.signal.name}; {again}"
-        return f"exited with status {self.exitcode}; {again}"
+            return f"was killed by {self.signal.name}: {again}"
+        if self.exitcode is not None:
+            return f"exited with status {self.exitcode}: {again}"
+        return f"ended abruptly: {again}"
 
 
 def _signal_of(exitcode: int | None) -> signal.Signals | None:
@@ -367,5 +371,7 @@ def _inject_fault(item: Any) -> None:
             os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
         except FileExistsError:
             return
-    signal.signal(getattr(signal, name), signal.SIG_DFL)
-    os.kill(os.getpid(), getattr(signal, name))
+    number = getattr(signal, name)
+    if number not in (signal.SIGKILL, signal.SIGSTOP):  # the two that have no handler to reset
+        signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)
