@@ -21,8 +21,8 @@ import pytest
 
 from benchmark.data import numba_cache
 from benchmark.data.parallel import WorkerDied, map_in_processes
+from tests import helpers
 from tests.helpers import (
-    EXCERPTS,
     PROJECT_ROOT,
     assert_user_error,
     client_for,
@@ -66,11 +66,11 @@ def tone_tree(root: Path) -> Path:
 
 def excerpt_tree(root: Path, per_genre: int = 1, genres: tuple[str, ...] = ("blues", "jazz", "metal", "pop")) -> Path:
     """A few real GTZAN excerpts (linked, not copied), or a skip saying why."""
-    if not EXCERPTS.is_dir():
-        pytest.skip(f"real GTZAN excerpts not found at {EXCERPTS}")
+    if not helpers.EXCERPTS.is_dir():
+        pytest.skip(f"real GTZAN excerpts not found at {helpers.EXCERPTS}")
     for genre in genres:
         (root / genre).mkdir(parents=True)
-        for path in sorted((EXCERPTS / genre).glob("*.wav"))[:per_genre]:
+        for path in sorted((helpers.EXCERPTS / genre).glob("*.wav"))[:per_genre]:
             (root / genre / path.name).symlink_to(path)
     return root
 

@@ -50,7 +50,7 @@ from benchmark.config import (
     FeaturesConfig,
 )
 from benchmark.data.normalize import scale_per_clip
-from benchmark.data.parallel import StopFlag, map_chunks_in_threads, map_in_processes
+from benchmark.data.parallel import StopFlag, map_chunks_in_threads
 from benchmark.data.scratch import mapped_array
 from benchmark.data.segments import Segmenting
 from benchmark.data.spectrogram import BATCHED_REPRESENTATIONS
@@ -418,9 +418,13 @@ def extract_features(
     if params.representation not in BATCHED_REPRESENTATIONS:  # a clip at a time, in processes
         # librosa's compiled functions run in the workers: the harness's numba cache is compiled
         # before they start, and a worker's death is one line naming the clip and the signal.
-        results = map_in_processes(_featurize, paths, params, cache_dir, segmenting, min_seconds,
-                                   workers=workers, progress=progress, desc=params.representation, unit="clip",
-                                   stage=_STAGES.get(params.representation, params.representation), uses_numba=True)
+        from benchmark.data.handcrafted import compile_numba_functions
+        from benchmark.data.numba_cache import map_with_compiled_cache
+
+        results = map_with_compiled_cache(compile_numba_functions, _featurize, paths, params, cache_dir, segmenting,
+                                          min_seconds, workers=workers, progress=progress,
+                                          desc=params.representation, unit="clip",
+                                          stage=_STAGES.get(params.representation, params.representation))
     else:
         results = _extract_spectrograms(paths, params, cache_dir, min_seconds, workers=workers, progress=progress)
     return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)

@@ -19,9 +19,9 @@ complete one; the workers then only read it. ``$NUMBA_CACHE_DIR``, where the use
 wins: the functions are compiled into it in place, once and by one process too, but the
 harness never removes it.
 
-Where a worker still dies of a crash (SIGSEGV, SIGBUS...) with the harness's cache in use, the
-cache may be what crashed it: :func:`clear` removes it, and extraction retries once
-(:func:`benchmark.data.parallel.map_in_processes`).
+Extraction maps its clips with :func:`map_with_compiled_cache`: where a worker still dies of a
+crash (SIGSEGV, SIGBUS...) with the harness's cache in use, the cache may be what crashed it,
+so it is cleared and compiled again, and the map runs once more.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ import multiprocessing
 import os
 import shutil
 import sys
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from benchmark.paths import cache_root
 
@@ -97,7 +99,34 @@ def point_at_cache() -> Path:
     return harness_cache_dir()
 
 
-def prepare() -> Path:
+def map_with_compiled_cache(warm_up: Callable[[], None], function: Callable[..., Any], items: Sequence[Any],
+                            *arguments: Any, **options: Any) -> list[Any]:
+    """:func:`~benchmark.data.parallel.map_in_processes` of a ``function`` that runs librosa's compiled
+    functions, with them compiled first (:func:`prepare`, by running ``warm_up``).
+
+    Where a worker crashes (SIGSEGV, SIGBUS...) with the harness's cache in use, the cache may be
+    what crashed it: it is cleared, compiled again, and the map runs once more (extraction finds
+    the clips it cached meanwhile); a second crash, or a crash with the user's cache, is the
+    error line.
+    """
+    from benchmark.data.parallel import map_in_processes
+    from benchmark.data.worker_death import WorkerDied
+
+    if items:
+        prepare(warm_up)
+    try:
+        return map_in_processes(function, items, *arguments, **options)
+    except WorkerDied as died:
+        if not died.crashed or (cleared := clear()) is None:
+            raise
+        log.warning("%s: a worker crashed with %s%s; the harness's numba cache %s may be corrupt: cleared it, "
+                    "compiling it again and running the %s once more", died.stage, died.signal.name,
+                    f" computing {died.item}" if died.item else "", cleared, died.stage)
+    prepare(warm_up)
+    return map_in_processes(function, items, *arguments, **options)
+
+
+def prepare(warm_up: Callable[[], None]) -> Path:
     """The numba cache this process and its workers use, compiled before they start.
 
     Sets ``$NUMBA_CACHE_DIR`` to the harness's folder (unless the user set one), so that the
@@ -129,7 +158,7 @@ def clear() -> Path | None:
     return folder
 
 
-def _compile_whole(folder: Path) -> None:
+def _compile_whole(folder: Path, warm_up: Callable[[], None]) -> None:
     """Compile into ``<folder>.tmp-<pid>`` in a process of its own, then rename it to ``folder``.
 
     Under the lock, so one process compiles while the others wait and then find it done.
@@ -145,14 +174,14 @@ def _compile_whole(folder: Path) -> None:
         scratch = folder.parent / f"{folder.name}.tmp-{os.getpid()}"
         log.info("compiling librosa's numba functions once into %s", folder)
         try:
-            _compile(scratch)
+            _compile(scratch, warm_up)
             (scratch / _COMPLETE).write_text("compiled whole by genre-benchmark\n")
             _put_in_place(scratch, folder)
         finally:
             _remove(scratch)
 
 
-def _compile_in_place(folder: Path) -> None:
+def _compile_in_place(folder: Path, warm_up: Callable[[], None]) -> None:
     """Compile into the user's ``folder`` once per numba, librosa and Python version, one process at a time.
 
     numba writes each entry's files atomically (a killed compile leaves an entry it ignores),
@@ -166,16 +195,16 @@ def _compile_in_place(folder: Path) -> None:
     with _lock(folder / ".genre-benchmark.lock"):
         if not mark.is_file():
             log.info("compiling librosa's numba functions once into %s (%s)", folder, NUMBA_CACHE_ENV)
-            _compile(folder)
+            _compile(folder, warm_up)
             mark.write_text("librosa's functions compiled by genre-benchmark\n")
 
 
-def _compile(folder: Path) -> None:
-    """Run :func:`_compile_into` in a process of its own; Ctrl-C or a failure here ends it."""
+def _compile(folder: Path, warm_up: Callable[[], None]) -> None:
+    """Run ``warm_up`` in a process of its own, compiling into ``folder``; Ctrl-C or a failure here ends it."""
     from benchmark.errors import BenchmarkError
 
     process = multiprocessing.get_context("spawn").Process(target=_compile_into, name="numba-warm-up",
-                                                           args=(str(folder), os.getpid()))
+                                                           args=(str(folder), os.getpid(), warm_up))
     try:
         process.start()
         process.join(_WARM_UP_TIMEOUT)
@@ -196,27 +225,16 @@ def _ensure_writable(folder: Path) -> None:
                            hint=f"set GENRE_BENCHMARK_CACHE to a writable folder, or {NUMBA_CACHE_ENV} to your own")
 
 
-def _compile_into(scratch: str, parent_pid: int) -> None:
-    """In a fresh process: every numba function extraction uses, compiled (and cached) into ``scratch``.
+def _compile_into(folder: str, parent_pid: int, warm_up: Callable[[], None]) -> None:
+    """In a fresh process: ``warm_up`` compiling (and caching) into ``folder``.
 
     Ctrl-C is left to the parent, and the process dies with it, as extraction's workers do.
     """
-    os.environ[NUMBA_CACHE_ENV] = scratch  # before numba is imported, which reads it once
+    os.environ[NUMBA_CACHE_ENV] = folder  # before numba is imported, which reads it once
     from benchmark.data.parallel import tie_to_parent
 
     tie_to_parent(parent_pid)
-    import numpy as np
-
-    from benchmark.data.handcrafted import clip_statistics, one_blas_thread
-
-    # Three seconds of a chord and noise: every step of the statistics (chroma's tuning, the
-    # beat tracker, HPSS and the inverse STFT) runs, at the types extraction calls them with.
-    rate = 22050
-    time = np.arange(3 * rate, dtype=np.float32) / rate
-    clip = sum(np.sin(2 * np.pi * pitch * time) for pitch in (220.0, 277.2, 329.6)) * np.float32(0.2)
-    clip += np.random.default_rng(0).standard_normal(clip.size).astype(np.float32) * np.float32(0.01)
-    with one_blas_thread():
-        clip_statistics(clip.astype(np.float32), rate, extras=True)
+    warm_up()
 
 
 def _put_in_place(scratch: Path, folder: Path) -> None:

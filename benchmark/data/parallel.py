@@ -18,7 +18,6 @@ chunk has begun writing finishes (atomically) or is undone by its own cleanup.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
@@ -29,9 +28,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolE
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from benchmark.errors import BenchmarkError
-
-log = logging.getLogger(__name__)
+from benchmark.data.worker_death import WorkerDied, describe, inject_fault, signal_of
 
 #: Seconds between a watchdog's looks at its parent, where there is no parent-death signal.
 WATCHDOG_SECONDS = 1.0
@@ -43,103 +40,42 @@ _MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
 
 def map_in_processes(
     function: Callable[..., Any], items: Sequence[Any], *arguments: Any, workers: int = 0,
-    progress: bool = True, desc: str = "", unit: str = "file", stage: str = "", uses_numba: bool = False,
+    progress: bool = True, desc: str = "", unit: str = "file", stage: str = "",
 ) -> list[Any]:
     """``[function(item, *arguments) for item in items]``, in order, in ``workers`` processes.
 
     ``workers=0`` uses one process per CPU core; ``workers=1`` (or a single item) runs in this
     process. ``function`` must be a module-level function, so the workers can import it.
-    A worker that dies (killed, or crashed in native code) ends the map with :class:`WorkerDied`:
-    one line naming the ``stage`` (default ``desc``), the item and the signal. ``uses_numba``:
-    ``function`` runs librosa's compiled functions, so the harness's numba cache is compiled
-    before the workers start (:func:`benchmark.data.numba_cache.prepare`), and where a worker
-    crashes with that cache in use, the cache is cleared and the items not done run once more.
+    A worker that dies (killed, or crashed in native code) ends the map with
+    :class:`~benchmark.data.worker_death.WorkerDied`: one line naming the ``stage`` (default
+    ``desc``), the item and the signal, not the pool's traceback.
     """
     from tqdm.auto import tqdm
 
-    from benchmark.data import numba_cache
-
     workers = workers or os.cpu_count() or 1
-    stage = stage or desc or getattr(function, "__name__", "work")
     results: list[Any] = [None] * len(items)
-    if items and uses_numba:  # the workers (and this process, if it has not imported numba yet) read it
-        numba_cache.prepare()
-    elif items:
-        numba_cache.point_at_cache()
     with tqdm(total=len(items), desc=desc, unit=unit, disable=not progress) as bar:
         if workers == 1 or len(items) <= 1:
             for index, item in enumerate(items):
                 results[index] = function(item, *arguments)
                 bar.update()
             return results
-        done: set[int] = set()
-        pool = _WorkerPool(function, items, arguments, workers, stage)
-        try:
-            pool.run(range(len(items)), results, done, bar)
-        except WorkerDied as died:
-            if not (uses_numba and died.crashed) or (cleared := numba_cache.clear()) is None:
-                raise
-            log.warning("%s: a worker crashed with %s%s; the harness's numba cache %s may be corrupt: cleared "
-                        "it, compiling it again and retrying the %d items not done, once", stage, died.signal.name,
-                        f" computing {died.item}" if died.item else "", cleared, len(items) - len(done))
-            numba_cache.prepare()
-            pool.run([index for index in range(len(items)) if index not in done], results, done, bar)
+        pool = _WorkerPool(function, items, arguments, workers, stage or desc or function.__name__)
+        pool.run(results, bar)
     return results
 
 
-#: Signals of a crash in the process itself (native code), as opposed to a kill from outside.
-CRASH_SIGNALS = frozenset({signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT})
-
-
-class WorkerDied(BenchmarkError):
-    """A worker process of :func:`map_in_processes` died (a signal, or an exit) amid an item."""
-
-    def __init__(self, stage: str, item: str | None, exitcode: int | None):
-        self.stage, self.item, self.exitcode = stage, item, exitcode
-        self.signal = _signal_of(exitcode)
-        super().__init__(f"{stage}: the worker process {f'computing {item} ' if item else ''}{self._fate()}")
-
-    @property
-    def crashed(self) -> bool:
-        """True where the worker crashed by itself (SIGSEGV, SIGBUS...), not killed from outside."""
-        return self.signal in CRASH_SIGNALS
-
-    def _fate(self) -> str:
-        again = "run the command again once the cause is gone"
-        if self.signal == signal.SIGKILL:
-            return ("was killed by SIGKILL (the kernel's out-of-memory killer, or a kill -9): free memory or use "
-                    "fewer workers (--workers; in an experiment, features.workers), then run the command again")
-        if self.crashed:
-            return (f"crashed with {self.signal.name} (a fault in native code: numba, librosa, a decoder): run the "
-                    f"command again, and if the same file crashes it again, move it out of the data set and "
-                    f"report it")
-        if self.signal is not None:
-            return f"was killed by {self.signal.name}: {again}"
-        if self.exitcode is not None:
-            return f"exited with status {self.exitcode}: {again}"
-        return f"ended abruptly: {again}"
-
-
-def _signal_of(exitcode: int | None) -> signal.Signals | None:
-    # multiprocessing gives -N for a process a signal ended; a worker ends itself with 128 + SIGTERM.
-    number = -exitcode if exitcode is not None and exitcode < 0 else \
-        signal.SIGTERM if exitcode == 128 + signal.SIGTERM else None
-    try:
-        return signal.Signals(number) if number is not None else None
-    except ValueError:
-        return None
-
-
 class _WorkerPool:
-    """The worker processes of one :func:`map_in_processes`, started afresh by each :meth:`run`."""
+    """The worker processes of one :func:`map_in_processes`, and which of them began which item."""
 
     def __init__(self, function: Callable[..., Any], items: Sequence[Any], arguments: tuple, workers: int,
                  stage: str):
         self.function, self.items, self.arguments, self.workers, self.stage = (
             function, items, arguments, workers, stage)
 
-    def run(self, indices: Sequence[int], results: list[Any], done: set[int], bar) -> None:
-        """Compute ``items[i]`` for ``i`` in ``indices`` into ``results``, adding each to ``done``."""
+    def run(self, results: list[Any], bar) -> None:
+        """Compute every item into ``results``; a worker's death raises :class:`WorkerDied`."""
+        indices, done = range(len(self.items)), set()
         # Spawn, not fork: the caller (the harness, a test) may already run TensorFlow's threads,
         # and forking a multi-threaded process can deadlock the child on a lock another thread held.
         context = multiprocessing.get_context("spawn")
@@ -173,15 +109,11 @@ class _WorkerPool:
         """Which worker died first, of what, amid which item: the pool's own error says none of it."""
         ended = [(pid, process.exitcode) for pid, process in processes.items() if process.exitcode]
         # The pool ends the survivors with SIGTERM once one died: the one that did not die so is the cause.
-        ended.sort(key=lambda entry: _signal_of(entry[1]) == signal.SIGTERM)
+        ended.sort(key=lambda entry: signal_of(entry[1]) == signal.SIGTERM)
         pid, exitcode = ended[0] if ended else (None, None)
         begun = [index for index, starter in enumerate(started_by) if starter == pid and index not in done]
         item = self.items[begun[-1]] if begun else None
-        return WorkerDied(self.stage, _describe(item) if item is not None else None, exitcode)
-
-
-def _describe(item: Any) -> str:
-    return str(item) if isinstance(item, str | os.PathLike) else repr(item)[:200]
+        return WorkerDied(self.stage, describe(item) if item is not None else None, exitcode)
 
 
 class Stopped(Exception):
@@ -285,9 +217,6 @@ class _Terminated(BaseException):
 _busy = False
 #: Shared with the parent: the pid of the worker that began each item (see :meth:`_WorkerPool._death`).
 _started_by = None
-#: Test hook: ``"<signal name>:<text>"`` makes a worker end itself by that signal as it begins an
-#: item whose text holds ``text``; with :data:`FAULT_ONCE_VARIABLE` naming a file, only the first time.
-FAULT_SIGNAL_VARIABLE, FAULT_ONCE_VARIABLE = "GENRE_BENCHMARK_FAULT_WORKER_SIGNAL", "GENRE_BENCHMARK_FAULT_WORKER_ONCE"
 
 
 def _start_worker(parent_pid: int, started_by=None) -> None:
@@ -347,7 +276,7 @@ def _run_item(function: Callable[..., Any], index: int, item: Any, *arguments: A
     global _busy
     if _started_by is not None:
         _started_by[index] = os.getpid()
-    _inject_fault(item)
+    inject_fault(item)
     try:
         try:
             _busy = True
@@ -356,22 +285,3 @@ def _run_item(function: Callable[..., Any], index: int, item: Any, *arguments: A
             _busy = False
     except _Terminated:  # also when the signal lands inside the ``finally`` above
         os._exit(128 + signal.SIGTERM)
-
-
-def _inject_fault(item: Any) -> None:
-    """The test hook :data:`FAULT_SIGNAL_VARIABLE`: a worker dying amid an item, as a real crash would."""
-    fault = os.environ.get(FAULT_SIGNAL_VARIABLE)
-    if not fault:
-        return
-    name, _, text = fault.partition(":")
-    if text not in _describe(item):
-        return
-    if once := os.environ.get(FAULT_ONCE_VARIABLE):
-        try:
-            os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-    number = getattr(signal, name)
-    if number not in (signal.SIGKILL, signal.SIGSTOP):  # the two that have no handler to reset
-        signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), number)
