@@ -142,6 +142,60 @@ def test_the_users_numba_cache_dir_wins_and_is_never_cleared(tmp_path, monkeypat
     assert numba_cache.owns_cache() and numba_cache.point_at_cache().is_relative_to(tmp_path / "elsewhere")
 
 
+# --- compiling the harness's cache, with a tiny numba function (fast) -----------------------------
+
+def tiny_warm_up() -> None:
+    """A warm-up that compiles one small cached numba function: what prepare() runs, in a second."""
+    import numba
+
+    @numba.njit(cache=True)
+    def doubled(value):
+        return 2 * value
+
+    assert doubled(21) == 42
+
+
+def stalled_warm_up() -> None:
+    """:func:`tiny_warm_up`, then a stall (under way, for a kill): says so in ``$STALL_MARK``."""
+    tiny_warm_up()
+    Path(os.environ["STALL_MARK"]).touch()
+    time.sleep(120)
+
+
+PREPARE = "from benchmark.data import numba_cache; from tests.test_numba_cache import {0}; numba_cache.prepare({0})"
+
+
+def test_prepare_compiles_the_harness_cache_whole_and_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRE_BENCHMARK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    folder = numba_cache.prepare(tiny_warm_up)
+    assert folder == tmp_path / "cache" / "numba" / numba_cache.harness_cache_dir().name
+    assert (folder / "COMPLETE").is_file() and list(folder.rglob("*.nbi")) and list(folder.rglob("*.nbc"))
+    assert sorted(path.name for path in folder.parent.iterdir()) == [folder.name, f"{folder.name}.lock"]
+    stamp = (folder / "COMPLETE").stat().st_mtime_ns
+    assert numba_cache.prepare(stalled_warm_up) == folder  # compiled already: no warm-up runs
+    assert (folder / "COMPLETE").stat().st_mtime_ns == stamp
+
+
+def test_a_compile_killed_midway_leaves_no_cache_and_the_next_compiles_it(tmp_path):
+    env = environment(GENRE_BENCHMARK_CACHE=tmp_path / "cache", NUMBA_CACHE_DIR=None, STALL_MARK=tmp_path / "mark")
+    process = subprocess.Popen([sys.executable, "-c", PREPARE.format("stalled_warm_up")], env=env, cwd=PROJECT_ROOT)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "mark").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the warm-up never got under way"
+        time.sleep(0.05)
+    numba_folder = tmp_path / "cache" / "numba"
+    assert [path.name for path in numba_folder.glob("*.tmp-*")]  # compiling into a scratch folder
+    process.kill()  # kill -9 of the command: its warm-up process dies with it
+    process.wait()
+    final = numba_folder / numba_cache.harness_cache_dir().name
+    assert not final.exists()
+    subprocess.run([sys.executable, "-c", PREPARE.format("tiny_warm_up")], env=env, cwd=PROJECT_ROOT, check=True,
+                   timeout=300)
+    assert (final / "COMPLETE").is_file()
+    assert not list(numba_folder.glob("*.tmp-*"))  # the killed compile's scratch folder is gone
+
+
 # --- kills and races on a fresh cache (batches) -----------------------------------------------------
 
 def features(data: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -191,11 +245,12 @@ def test_two_first_extractions_at_once_both_succeed(tmp_path, whose):
 
 @pytest.mark.batches
 def test_a_worker_killed_during_a_batch_is_one_line_and_the_batch_runs_again(tmp_path, user_numba_cache):
-    data = tone_tree(tmp_path / "data")
-    for genre in ("rock", "pop"):
-        for clip in range(3):
-            write_clip(data / genre / f"{genre}.{clip:05d}.wav", frequency=900.0 + 50 * clip + len(genre))
-    command = ("run", "--model", "svm", "--experiment", "smoke", "--data-dir", str(data), "--seeds", "0",
+    data = tmp_path / "data"
+    for genre_index, genre in enumerate(("blues", "jazz", "rock")):  # enough clips to split 3 classes
+        for clip in range(10):
+            write_clip(data / genre / f"{genre}.{clip:05d}.wav", frequency=220.0 * (genre_index + 1) + 10 * clip)
+    # The issue's command: the default experiment's SVM, on handcrafted statistics.
+    command = ("run", "--model", "svm", "--experiment", "default", "--data-dir", str(data), "--seeds", "0",
                "--no-progress")
     killed = run_cli(*command, cwd=tmp_path, timeout=900,
                      env=environment(NUMBA_CACHE_DIR=user_numba_cache, **{FAULT: "SIGKILL:rock.00001"}))

@@ -132,15 +132,16 @@ def prepare(warm_up: Callable[[], None]) -> Path:
     Sets ``$NUMBA_CACHE_DIR`` to the harness's folder (unless the user set one), so that the
     processes started from here on read it; numba reads the variable as it is first imported,
     so a process that imported librosa already keeps its own cache. If the functions are not
-    compiled yet, one process compiles them while any other waits on the lock: into a scratch
+    compiled yet, one process compiles them (running ``warm_up``, a module-level function that
+    calls each of them as extraction does) while any other waits on the lock: into a scratch
     folder renamed into place (the harness's, :func:`_compile_whole`), or in place, once, with a
     mark beside them (the user's, :func:`_compile_in_place`).
     """
     folder = point_at_cache()
     if folder != harness_cache_dir():
-        _compile_in_place(folder)
+        _compile_in_place(folder, warm_up)
     elif not (folder / _COMPLETE).is_file():
-        _compile_whole(folder)
+        _compile_whole(folder, warm_up)
     return folder
 
 
