@@ -87,9 +87,8 @@ def owns_cache() -> bool:
 def point_at_cache() -> Path:
     """Set ``$NUMBA_CACHE_DIR`` to the harness's folder (unless the user set one), compiling nothing.
 
-    For processes that may import librosa without running its compiled functions (decoding an
-    odd file): they read the cache where it is compiled, and a folder that they fill while it is
-    not is never taken for a compiled one (it lacks the mark: :func:`prepare` compiles it afresh).
+    Returns the folder numba's cache is in from now on, for the processes this one starts (and
+    this one, if it has not imported numba yet).
     """
     global _pointed_at
     theirs = user_cache_dir()
