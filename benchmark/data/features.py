@@ -50,7 +50,7 @@ from benchmark.config import (
     FeaturesConfig,
 )
 from benchmark.data.normalize import scale_per_clip
-from benchmark.data.parallel import StopFlag, map_chunks_in_threads, map_in_processes
+from benchmark.data.parallel import StopFlag, map_chunks_in_threads
 from benchmark.data.scratch import mapped_array
 from benchmark.data.segments import Segmenting
 from benchmark.data.spectrogram import BATCHED_REPRESENTATIONS
@@ -93,6 +93,8 @@ FEATURE_VERSION = 2  # 2: the cache holds unpadded, unscaled dB spectrograms
 #: the STFT's and 0.3% of the MFCC's round to the neighbouring float16 value, none further.
 REPRESENTATION_VERSIONS = {"stft": 4, "logmel": 4, "mfcc": 4, "handcrafted": 3}
 
+#: How a worker's death names the representations extracted in worker processes.
+_STAGES = {"handcrafted": "handcrafted statistics", "musicnn-mel": "musicnn-mel spectrograms"}
 #: Float32 magnitudes a chunk of clips may hold at once (bytes): 32 clips of 431 frames' STFT,
 #: 12 of the study's 1320; clips per chunk at most, and in the first chunk (the bar moves at once).
 _CHUNK_BYTES, _MAX_CHUNK, _FIRST_CHUNK = 64 << 20, 32, 4
@@ -414,8 +416,15 @@ def extract_features(
     _write_params_note(cache_dir, params)
     paths = [track.path for track in tracks]
     if params.representation not in BATCHED_REPRESENTATIONS:  # a clip at a time, in processes
-        results = map_in_processes(_featurize, paths, params, cache_dir, segmenting, min_seconds,
-                                   workers=workers, progress=progress, desc=params.representation, unit="clip")
+        # librosa's compiled functions run in the workers: the harness's numba cache is compiled
+        # before they start, and a worker's death is one line naming the clip and the signal.
+        from benchmark.data.handcrafted import compile_numba_functions
+        from benchmark.data.numba_cache import map_with_compiled_cache
+
+        results = map_with_compiled_cache(compile_numba_functions, _featurize, paths, params, cache_dir, segmenting,
+                                          min_seconds, workers=workers, progress=progress,
+                                          desc=params.representation, unit="clip",
+                                          stage=_STAGES.get(params.representation, params.representation))
     else:
         results = _extract_spectrograms(paths, params, cache_dir, min_seconds, workers=workers, progress=progress)
     return _assemble(tracks, results, params, segmenting=segmenting, normalize=normalize)

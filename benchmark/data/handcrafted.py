@@ -85,6 +85,21 @@ def clip_statistics(audio: np.ndarray, sample_rate: int, *, n_fft: int = 2048, h
     return np.asarray(values, dtype=np.float32)
 
 
+def compile_numba_functions() -> None:
+    """Run every librosa step of :func:`clip_statistics` once, so numba compiles (and caches) them all.
+
+    Three seconds of a chord and noise: chroma's tuning estimate, the beat tracker, HPSS and the
+    inverse STFT all run, at the types extraction calls them with. What
+    :mod:`benchmark.data.numba_cache` runs before extraction's workers start.
+    """
+    rate = 22050
+    time = np.arange(3 * rate, dtype=np.float32) / rate
+    clip = sum(np.sin(2 * np.pi * pitch * time) for pitch in (220.0, 277.2, 329.6)) * np.float32(0.2)
+    clip += np.random.default_rng(0).standard_normal(clip.size).astype(np.float32) * np.float32(0.01)
+    with one_blas_thread():
+        clip_statistics(clip.astype(np.float32), rate, extras=True)
+
+
 def one_blas_thread():
     """A context in which BLAS runs on one thread: how extraction computes every vector.
 
@@ -161,12 +176,13 @@ def features_table(root, *, sample_rate: int = 22050, n_fft: int = 2048, hop_len
     """
     import pandas as pd
 
-    from benchmark.data.parallel import map_in_processes
+    from benchmark.data.numba_cache import map_with_compiled_cache
     from benchmark.data.tracks import discover_tracks
 
     tracks = discover_tracks(root)
-    rows = map_in_processes(_table_row, [track.path for track in tracks], sample_rate, n_fft, hop_length, extras,
-                            workers=workers, progress=progress, desc="handcrafted", unit="clip")
+    rows = map_with_compiled_cache(compile_numba_functions, _table_row, [track.path for track in tracks],
+                                   sample_rate, n_fft, hop_length, extras, workers=workers, progress=progress,
+                                   desc="handcrafted", unit="clip", stage="handcrafted statistics")
     columns = handcrafted_columns(extras)
     kept = [(track, row) for track, row in zip(tracks, rows, strict=True) if not isinstance(row, str)]
     table = pd.DataFrame([row[1] for _, row in kept], columns=list(columns))

@@ -25,7 +25,10 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
+
+from benchmark.data.worker_death import WorkerDied, describe, inject_fault, signal_of
 
 #: Seconds between a watchdog's looks at its parent, where there is no parent-death signal.
 WATCHDOG_SECONDS = 1.0
@@ -37,12 +40,15 @@ _MMAP_THRESHOLD_BYTES, _TRIM_THRESHOLD_BYTES = 32 << 20, 64 << 20
 
 def map_in_processes(
     function: Callable[..., Any], items: Sequence[Any], *arguments: Any, workers: int = 0,
-    progress: bool = True, desc: str = "", unit: str = "file",
+    progress: bool = True, desc: str = "", unit: str = "file", stage: str = "",
 ) -> list[Any]:
     """``[function(item, *arguments) for item in items]``, in order, in ``workers`` processes.
 
     ``workers=0`` uses one process per CPU core; ``workers=1`` (or a single item) runs in this
     process. ``function`` must be a module-level function, so the workers can import it.
+    A worker that dies (killed, or crashed in native code) ends the map with
+    :class:`~benchmark.data.worker_death.WorkerDied`: one line naming the ``stage`` (default
+    ``desc``), the item and the signal, not the pool's traceback.
     """
     from tqdm.auto import tqdm
 
@@ -54,18 +60,43 @@ def map_in_processes(
                 results[index] = function(item, *arguments)
                 bar.update()
             return results
+        pool = _WorkerPool(function, items, arguments, workers, stage or desc or function.__name__)
+        pool.run(results, bar)
+    return results
+
+
+class _WorkerPool:
+    """The worker processes of one :func:`map_in_processes`, and which of them began which item."""
+
+    def __init__(self, function: Callable[..., Any], items: Sequence[Any], arguments: tuple, workers: int,
+                 stage: str):
+        self.function, self.items, self.arguments, self.workers, self.stage = (
+            function, items, arguments, workers, stage)
+
+    def run(self, results: list[Any], bar) -> None:
+        """Compute every item into ``results``; a worker's death raises :class:`WorkerDied`."""
+        indices, done = range(len(self.items)), set()
         # Spawn, not fork: the caller (the harness, a test) may already run TensorFlow's threads,
         # and forking a multi-threaded process can deadlock the child on a lock another thread held.
         context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(min(workers, len(items)), mp_context=context,
-                                   initializer=_start_worker, initargs=(os.getpid(),))
+        started_by = context.RawArray("q", len(self.items))  # the pid of the worker that began each item
+        pool = ProcessPoolExecutor(min(self.workers, len(indices)), mp_context=context,
+                                   initializer=_start_worker, initargs=(os.getpid(), started_by))
+        processes: dict[int, Any] = {}
         finished = False
         try:
-            futures = {pool.submit(_run_item, function, item, *arguments): index
-                       for index, item in enumerate(items)}
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
+            try:
+                futures = {pool.submit(_run_item, self.function, index, self.items[index], *self.arguments): index
+                           for index in indices}
+                processes.update(getattr(pool, "_processes", None) or {})
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    done.add(futures[future])
+                    bar.update()
+            except BrokenProcessPool:
+                processes.update(getattr(pool, "_processes", None) or {})
+                pool.shutdown(wait=True, cancel_futures=True)  # every worker ended: their exit codes are known
+                raise self._death(processes, started_by, done) from None
             finished = True
         finally:
             if not finished:
@@ -73,7 +104,16 @@ def map_in_processes(
                 # rather than wait for them.
                 _terminate_workers(pool)
             pool.shutdown(wait=True, cancel_futures=True)
-    return results
+
+    def _death(self, processes: dict[int, Any], started_by, done: set[int]) -> WorkerDied:
+        """Which worker died first, of what, amid which item: the pool's own error says none of it."""
+        ended = [(pid, process.exitcode) for pid, process in processes.items() if process.exitcode]
+        # The pool ends the survivors with SIGTERM once one died: the one that did not die so is the cause.
+        ended.sort(key=lambda entry: signal_of(entry[1]) == signal.SIGTERM)
+        pid, exitcode = ended[0] if ended else (None, None)
+        begun = [index for index, starter in enumerate(started_by) if starter == pid and index not in done]
+        item = self.items[begun[-1]] if begun else None
+        return WorkerDied(self.stage, describe(item) if item is not None else None, exitcode)
 
 
 class Stopped(Exception):
@@ -175,10 +215,20 @@ class _Terminated(BaseException):
 
 
 _busy = False
+#: Shared with the parent: the pid of the worker that began each item (see :meth:`_WorkerPool._death`).
+_started_by = None
 
 
-def _start_worker(parent_pid: int) -> None:
+def _start_worker(parent_pid: int, started_by=None) -> None:
     """Initializer of every worker: leave Ctrl-C to the parent, die with it, exit cleanly on SIGTERM."""
+    global _started_by
+    _started_by = started_by
+    tie_to_parent(parent_pid)
+
+
+def tie_to_parent(parent_pid: int) -> None:
+    """In a process the harness started: Ctrl-C is the parent's, SIGTERM exits cleanly, and the
+    process dies with its parent (``parent_pid``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_terminate)
     if sys.platform.startswith("linux"):
@@ -221,9 +271,12 @@ def _on_terminate(signum, frame) -> None:
     os._exit(128 + signum)
 
 
-def _run_item(function: Callable[..., Any], item: Any, *arguments: Any) -> Any:
+def _run_item(function: Callable[..., Any], index: int, item: Any, *arguments: Any) -> Any:
     """Run one item in a worker; a SIGTERM meanwhile lets its ``finally``/``except`` blocks run, then exits."""
     global _busy
+    if _started_by is not None:
+        _started_by[index] = os.getpid()
+    inject_fault(item)
     try:
         try:
             _busy = True
