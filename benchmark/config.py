@@ -635,14 +635,15 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
             raise BenchmarkError(f"{origin}: tuning.{name}: {error}") from None
 
 
-def check_ensemble_models(config: ExperimentConfig, models, origin: str = "config") -> None:
+def check_ensemble_models(config: ExperimentConfig, models, origin: str | None = None) -> None:
     """The ensemble's members are among ``models`` (the batch's), and no model takes its name."""
+    prefix = f"{origin}: " if origin else ""
     if ENSEMBLE_MODEL in models or ENSEMBLE_MODEL in config.model:
-        raise BenchmarkError(f"{origin}: {ENSEMBLE_MODEL!r} names the ensemble's runs: call the model otherwise")
+        raise BenchmarkError(f"{prefix}{ENSEMBLE_MODEL!r} names the ensemble's runs: call the model otherwise")
     try:
         config.ensemble.members_of(list(models))
     except BenchmarkError as error:
-        raise BenchmarkError(f"{origin}: {error}") from None
+        raise BenchmarkError(f"{prefix}{error}") from None
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:

@@ -28,6 +28,8 @@ class EnsemblePredictions:
     weights: dict[str, float]
     class_names: list[str]
     test: pd.DataFrame
+    #: The chosen ensemble's accuracy on the validation clips it was chosen on.
+    validation_accuracy: float
 
     @property
     def truth(self) -> np.ndarray:
@@ -51,13 +53,14 @@ def form_ensemble(validation: Mapping[str, pd.DataFrame], test: Mapping[str, pd.
     valid_clips, valid_probabilities = aligned(validation, class_names, "validation")
     truth = valid_clips["true"].map({name: index for index, name in enumerate(class_names)}).to_numpy()
     weights = choose_weights(method, valid_probabilities, truth, size)
+    validation_accuracy = float((combine(valid_probabilities, weights).argmax(axis=1) == truth).mean())
     test_clips, test_probabilities = aligned(test, class_names, "test")
     probabilities = combine(test_probabilities, weights)
     predicted = np.asarray(class_names, dtype=object)[probabilities.argmax(axis=1)]
     table = test_clips[["track_id", "relative_path", "true"]].assign(
         predicted=predicted, correct=(predicted == test_clips["true"].to_numpy()).astype(int),
         **{f"{PROBABILITY_PREFIX}{name}": probabilities[:, index] for index, name in enumerate(class_names)})
-    return EnsemblePredictions(weights, class_names, table)
+    return EnsemblePredictions(weights, class_names, table, validation_accuracy)
 
 
 def shared_class_names(tables: Mapping[str, pd.DataFrame]) -> list[str]:
