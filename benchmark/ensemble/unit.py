@@ -135,6 +135,7 @@ def log_ensemble_run(client, config, models, members: dict[str, object], unit: U
             with tempfile.TemporaryDirectory(prefix="benchmark-ensemble-run-") as folder:
                 _write_artifacts(Path(folder), config, models, formed, members, settings, name)
                 tracking.log_artifacts(Path(folder))
+            model_uri = _log_audio_model(formed, members)
         except Exception as error:
             tracking.record_failure(error)
             raise
@@ -142,7 +143,20 @@ def log_ensemble_run(client, config, models, members: dict[str, object], unit: U
              ", ".join(f"{member} {weight:.2f}" for member, weight in formed.weights.items()), metrics["test_accuracy"])
     return RunSummary(model=ENSEMBLE_MODEL, seed=unit.seed, fold=None if fold is None else int(fold),
                       test_accuracy=metrics["test_accuracy"], macro_f1=metrics["test_macro_f1"],
-                      parameters=int(metrics["parameters"]), train_seconds=0.0, run_id=run_id, model_uri="")
+                      parameters=int(metrics["parameters"]), train_seconds=0.0, run_id=run_id, model_uri=model_uri)
+
+
+def _log_audio_model(formed: EnsemblePredictions, members: dict[str, object]) -> str:
+    """The ensemble's audio model (:mod:`benchmark.ensemble.audio_model`), where every weighted
+    member logged one; else '' (nothing to promote), with a warning."""
+    from benchmark.ensemble.audio_model import log_ensemble_audio_model
+
+    uris = {name: members[name].data.tags.get("audio_model_uri", "") for name in formed.weights}
+    if not all(uris.values()):
+        log.warning("no audio model for the ensemble: members %s logged none",
+                    ", ".join(name for name, uri in uris.items() if not uri))
+        return ""
+    return log_ensemble_audio_model(uris, formed.weights, formed.class_names)
 
 
 def _metrics(formed: EnsemblePredictions, members: dict[str, object], *, seconds: float) -> dict[str, float]:
