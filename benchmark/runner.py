@@ -345,8 +345,10 @@ def _form_ensembles(context: BatchContext) -> tuple[list[RunSummary], list[UnitF
     from benchmark.ensemble.unit import form_batch_ensembles
 
     with stage("ensemble", "ensemble"):
-        return form_batch_ensembles(context.config, context.models, experiment_id=context.experiment_id,
-                                    batch_id=context.batch_id, tracking_uri=context.tracking_uri)
+        runs, failed = form_batch_ensembles(context.config, context.models, experiment_id=context.experiment_id,
+                                            batch_id=context.batch_id, tracking_uri=context.tracking_uri)
+    return ([RunSummary.of_run(run) for run in runs],
+            [UnitFailure(unit.model, unit.seed, unit.split_index, None, reason) for unit, reason in failed])
 
 
 def _run_here(context: BatchContext, units: Sequence[Unit], keep_going: bool, fresh_processes: bool = False):

@@ -14,7 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.artifacts import VALIDATION_PREDICTIONS
-from benchmark.batch import SPLIT_INDEX_TAG, SUPERSEDED_TAG, UNIT_KEY_TAG, config_hash, unit_key, unit_settings
+from benchmark.batch import (
+    SPLIT_INDEX_TAG,
+    SUPERSEDED_TAG,
+    UNIT_KEY_TAG,
+    config_hash,
+    unit_key,
+    unit_settings,
+)
 from benchmark.config import ExperimentConfig
 from benchmark.errors import BenchmarkError
 from benchmark.unit import Unit

@@ -32,7 +32,6 @@ from benchmark.batch import (
 from benchmark.config import ENSEMBLE_MODEL, ExperimentConfig
 from benchmark.ensemble.members import member_runs, read_tables, require_validation_predictions
 from benchmark.ensemble.predictions import EnsemblePredictions, form_ensemble
-from benchmark.runner import RunSummary, UnitFailure
 from benchmark.unit import Unit
 
 log = logging.getLogger(__name__)
@@ -43,8 +42,11 @@ _SHARED_TAGS = ("experiment", "data_fingerprint", "split_protocol", "split_hash"
 
 
 def form_batch_ensembles(config: ExperimentConfig, models: Sequence[str], *, experiment_id: str, batch_id: str,
-                         tracking_uri: str) -> tuple[list[RunSummary], list[UnitFailure]]:
-    """Form (or keep, on a resume) the ensemble of each (seed, split) of a batch: (rows, failures).
+                         tracking_uri: str) -> tuple[list, list[tuple[Unit, str]]]:
+    """Form (or keep, on a resume) the ensemble of each (seed, split) of a batch.
+
+    Returns the FINISHED ensemble runs (MLflow's) and the ensembles that could not be formed,
+    as ``(unit, reason)``.
 
     Nothing where the experiment has no ``[ensemble]`` or the batch runs fewer than two of its
     members. An ensemble whose members did not all finish is a failure, not an error: the other
@@ -73,8 +75,8 @@ def form_batch_ensembles(config: ExperimentConfig, models: Sequence[str], *, exp
             units = [Unit(name, seed, split_index) for name in members]
             missing = [unit.model for unit in units if unit not in runs]
             if missing:
-                failures.append(UnitFailure(ENSEMBLE_MODEL, seed, split_index, None,
-                                            f"members without a finished run: {', '.join(missing)}"))
+                failures.append((Unit(ENSEMBLE_MODEL, seed, split_index),
+                                 f"members without a finished run: {', '.join(missing)}"))
                 continue
             rows.append(_ensemble_unit(client, config, models, {unit.model: runs[unit] for unit in units},
                                        Unit(ENSEMBLE_MODEL, seed, split_index), earlier,
@@ -90,7 +92,7 @@ def ensemble_settings(config: ExperimentConfig, member_runs_of: dict[str, object
 
 
 def _ensemble_unit(client, config, models, members: dict[str, object], unit: Unit, earlier, *,
-                   experiment_id: str, batch_id: str, tracking_uri: str) -> RunSummary:
+                   experiment_id: str, batch_id: str, tracking_uri: str):
     """Keep this ensemble's FINISHED run of the same key, or form it in a new run."""
     settings = ensemble_settings(config, members)
     key = unit_key(unit, config_hash(settings))
@@ -98,15 +100,15 @@ def _ensemble_unit(client, config, models, members: dict[str, object], unit: Uni
                 and run.data.tags.get(SPLIT_INDEX_TAG) == str(unit.split_index) and SUPERSEDED_TAG not in run.data.tags]
     for run in attempts:
         if run.info.status == "FINISHED" and run.data.tags.get(UNIT_KEY_TAG) == key:
-            return RunSummary.of_run(run)
+            return run
     require_validation_predictions(client, members.values())
     return log_ensemble_run(client, config, models, members, unit, settings, key,
                             [run.info.run_id for run in attempts], experiment_id=experiment_id, batch_id=batch_id)
 
 
 def log_ensemble_run(client, config, models, members: dict[str, object], unit: Unit, settings: dict, key: str,
-                     supersedes: Sequence[str], *, experiment_id: str, batch_id: str) -> RunSummary:
-    """Choose the weights, score the test clips and log it all in one run; its summary row."""
+                     supersedes: Sequence[str], *, experiment_id: str, batch_id: str):
+    """Choose the weights, score the test clips and log it all in one run; the finished run."""
     from benchmark import tracking
     from benchmark.liveness import owner_tags
     from benchmark.provenance import provenance_tags
@@ -135,15 +137,13 @@ def log_ensemble_run(client, config, models, members: dict[str, object], unit: U
             with tempfile.TemporaryDirectory(prefix="benchmark-ensemble-run-") as folder:
                 _write_artifacts(Path(folder), config, models, formed, members, settings, name)
                 tracking.log_artifacts(Path(folder))
-            model_uri = _log_audio_model(formed, members)
+            _log_audio_model(formed, members)
         except Exception as error:
             tracking.record_failure(error)
             raise
     log.info("%s: members %s, test accuracy %.4f", name,
              ", ".join(f"{member} {weight:.2f}" for member, weight in formed.weights.items()), metrics["test_accuracy"])
-    return RunSummary(model=ENSEMBLE_MODEL, seed=unit.seed, fold=None if fold is None else int(fold),
-                      test_accuracy=metrics["test_accuracy"], macro_f1=metrics["test_macro_f1"],
-                      parameters=int(metrics["parameters"]), train_seconds=0.0, run_id=run_id, model_uri=model_uri)
+    return client.get_run(run_id)
 
 
 def _log_audio_model(formed: EnsemblePredictions, members: dict[str, object]) -> str:
