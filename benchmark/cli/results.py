@@ -129,6 +129,8 @@ def add_promote(verbs) -> None:
     add_batch_options(promote)
     promote.add_argument("--metric", default="test_accuracy", metavar="NAME",
                          help="metric that picks the best run (default: %(default)s)")
+    promote.add_argument("--model", metavar="NAME",
+                         help="only this model's runs (`--model ensemble`: the batch's best ensemble run)")
     add_tracking_option(promote)
     promote.set_defaults(handler=_promote)
 
@@ -136,7 +138,8 @@ def add_promote(verbs) -> None:
 def _promote(args) -> int:
     from benchmark.serving.promote import promote
 
-    result = promote(args.experiment, batch_id=args.batch, metric=args.metric, tracking_uri=args.tracking_uri)
+    result = promote(args.experiment, batch_id=args.batch, metric=args.metric, tracking_uri=args.tracking_uri,
+                     model=args.model)
     direction = "lower" if result.lower_is_better else "higher"
     print(f"best of {result.candidates} runs in batch {result.batch_id} of experiment {result.experiment!r}: "
           f"{result.run_name} (run {result.run_id})")
