@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -344,9 +345,13 @@ def _form_ensembles(context: BatchContext) -> tuple[list[RunSummary], list[UnitF
     """Once the batch's units ran: its ensembles, one per (seed, split) (:mod:`benchmark.ensemble`)."""
     from benchmark.ensemble.unit import form_batch_ensembles
 
+    started = time.perf_counter()
     with stage("ensemble", "ensemble"):
         runs, failed = form_batch_ensembles(context.config, context.models, experiment_id=context.experiment_id,
                                             batch_id=context.batch_id, tracking_uri=context.tracking_uri)
+    if runs or failed:
+        log.info("ensembles: %d finished, %d not formed, in %.1f s", len(runs), len(failed),
+                 time.perf_counter() - started)
     return ([RunSummary.of_run(run) for run in runs],
             [UnitFailure(unit.model, unit.seed, unit.split_index, None, reason) for unit, reason in failed])
 
