@@ -348,7 +348,7 @@ def _form_ensembles(context: BatchContext) -> tuple[list[RunSummary], list[UnitF
     started = time.perf_counter()
     with stage("ensemble", "ensemble"):
         runs, failed = form_batch_ensembles(context.config, context.models, experiment_id=context.experiment_id,
-                                            batch_id=context.batch_id, tracking_uri=context.tracking_uri)
+                                            batch_id=context.batch_id)
     if runs or failed:
         log.info("ensembles: %d finished, %d not formed, in %.1f s", len(runs), len(failed),
                  time.perf_counter() - started)

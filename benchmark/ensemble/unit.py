@@ -41,8 +41,8 @@ ENSEMBLE_RECORD = "ensemble.json"
 _SHARED_TAGS = ("experiment", "data_fingerprint", "split_protocol", "split_hash", "duplicates_across_splits", "fold")
 
 
-def form_batch_ensembles(config: ExperimentConfig, models: Sequence[str], *, experiment_id: str, batch_id: str,
-                         tracking_uri: str) -> tuple[list, list[tuple[Unit, str]]]:
+def form_batch_ensembles(config: ExperimentConfig, models: Sequence[str], *, experiment_id: str,
+                         batch_id: str) -> tuple[list, list[tuple[Unit, str]]]:
     """Form (or keep, on a resume) the ensemble of each (seed, split) of a batch.
 
     Returns the FINISHED ensemble runs (MLflow's) and the ensembles that could not be formed,
@@ -80,7 +80,7 @@ def form_batch_ensembles(config: ExperimentConfig, models: Sequence[str], *, exp
                 continue
             rows.append(_ensemble_unit(client, config, models, {unit.model: runs[unit] for unit in units},
                                        Unit(ENSEMBLE_MODEL, seed, split_index), earlier,
-                                       experiment_id=experiment_id, batch_id=batch_id, tracking_uri=tracking_uri))
+                                       experiment_id=experiment_id, batch_id=batch_id))
     return rows, failures
 
 
@@ -92,7 +92,7 @@ def ensemble_settings(config: ExperimentConfig, member_runs_of: dict[str, object
 
 
 def _ensemble_unit(client, config, models, members: dict[str, object], unit: Unit, earlier, *,
-                   experiment_id: str, batch_id: str, tracking_uri: str):
+                   experiment_id: str, batch_id: str):
     """Keep this ensemble's FINISHED run of the same key, or form it in a new run."""
     settings = ensemble_settings(config, members)
     key = unit_key(unit, config_hash(settings))
