@@ -595,8 +595,9 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
             get_model_spec(config.architecture_of(name))
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: run.models: {error}") from None
-    if config.ensemble is not None:
-        check_ensemble_models(config, config.run.models, origin)
+    if config.ensemble is not None and (ENSEMBLE_MODEL in config.run.models or ENSEMBLE_MODEL in config.model):
+        # (Its members are checked when a batch starts: --model may run other models than run.models.)
+        raise BenchmarkError(f"{origin}: {ENSEMBLE_MODEL!r} names the ensemble's runs: call the model otherwise")
     for name in dict.fromkeys([*config.run.models, *config.model]):
         settings = config.model_settings(name)
         architecture = config.architecture_of(name)

@@ -81,7 +81,8 @@ def test_a_resume_keeps_finished_ensembles_and_forms_a_missing_one_again(batch):
 
 def test_an_ensemble_naming_a_model_not_in_the_run_or_of_one_model_is_refused_before_training(tmp_path):
     base = ["run", "--model", "svm", "logreg", "--experiment", "smoke", "--no-progress", "--in-process"]
-    assert_user_error(run_cli(*base, "--set", "ensemble.members=['svm','knn']"), "knn not in this run's models")
+    assert_user_error(run_cli(*base, "--set", "ensemble.members=['svm','knn']"),
+                      "ensemble.members: knn not in this run's models (svm, logreg)")
     assert_user_error(run_cli(*base, "--set", "ensemble.members=['svm']"), "an ensemble needs two models or more")
     assert_user_error(run_cli("run", "--model", "svm", "--experiment", "smoke", *ENSEMBLE, "--set",
                               "model.ensemble.architecture='svm'", "--in-process"), "names the ensemble's runs")
