@@ -24,10 +24,10 @@ def runs_of(uri):
                               filter_string="tags.run_kind = 'train'", max_results=1000)
 
 
-@pytest.mark.parametrize("kill_after", ["logreg seed 0: fitting", ": members "])
+@pytest.mark.parametrize("kill_after", ["logreg seed 0 fold 0: fitting", ": members "])
 def test_a_batch_killed_mid_way_resumes_to_one_finished_ensemble_per_seed_and_split(tmp_path, kill_after):
     process, log = start_run(tmp_path, *ARGS)
-    wait_for_line(process, log, kill_after)  # among the members, or once the first ensemble is formed
+    wait_for_line(process, log, kill_after, seconds=900)  # among the members, or once the first ensemble is formed
     process.kill()
     process.wait()
     resumed = subprocess.run([sys.executable, "-m", "benchmark", "run", "--resume", "--latest", "--no-progress"],
