@@ -34,6 +34,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -443,6 +444,15 @@ class ExperimentConfig(_Section):
     #: Unset: no ensemble.
     ensemble: EnsembleConfig | None = None
 
+    @model_serializer(mode="wrap")
+    def _without_unset_ensemble(self, handler):
+        # No ``ensemble`` key without one: the config, params and unit records of experiments
+        # without an ensemble stay what they were before ensembles existed.
+        values = handler(self)
+        if self.ensemble is None:
+            values.pop("ensemble", None)
+        return values
+
     @model_validator(mode="after")
     def _check_model_features(self):
         for name in self.model:
@@ -483,8 +493,7 @@ class ExperimentConfig(_Section):
 
     def flat(self) -> dict[str, Any]:
         """The whole configuration as ``{"section.key": value}``, for tracking."""
-        # Without an ensemble, no ``ensemble`` param: runs log the params they logged before.
-        return dict(flatten(self.model_dump(mode="json", exclude={"ensemble"} if self.ensemble is None else None)))
+        return dict(flatten(self.model_dump(mode="json")))
 
 
 def load_experiment(
