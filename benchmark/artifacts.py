@@ -16,6 +16,9 @@ from benchmark.evaluate import Evaluation
 from benchmark.genre_names import metric_names
 from benchmark.plots import confusion_matrix_figure, save_figure, training_curves_figure
 
+#: Per validation clip, the columns of ``predictions.csv``.
+VALIDATION_PREDICTIONS = "validation_predictions.csv"
+
 if TYPE_CHECKING:
     from benchmark.config import ExperimentConfig
     from benchmark.unit import RunResult
@@ -43,6 +46,10 @@ def write_run_artifacts(folder: Path, result: RunResult, config: ExperimentConfi
     _write_json(folder / "history.json", {key: list(values) for key, values in history.items()})
     test_tracks = [prepared.features.tracks[index] for index in evaluation.clips]
     write_predictions(folder / "predictions.csv", test_tracks, evaluation.truth, evaluation, class_names)
+    if result.validation is not None:  # what an ensemble is chosen on (benchmark.ensemble)
+        validation = result.validation
+        valid_tracks = [prepared.features.tracks[index] for index in validation.clips]
+        write_predictions(folder / VALIDATION_PREDICTIONS, valid_tracks, validation.truth, validation, class_names)
     write_label_encoder(folder, prepared.encoder)
     write_skipped(folder / "skipped_files.csv", prepared.features.skipped)
     _write_json(folder / "split.json", prepared.split_summary(result.data))
@@ -59,7 +66,7 @@ def write_predictions(
     evaluation: Evaluation,
     class_names: Sequence[str],
 ) -> None:
-    """One row per test clip: its id, path, true and predicted genre and every probability."""
+    """One row per clip (test, or validation): its id, path, true and predicted genre and every probability."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(

@@ -81,18 +81,9 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Label every row of ``model_input``; rows that cannot be decoded get an ``error``."""
-        frame = pd.DataFrame(model_input)
-        if not set(INPUT_COLUMNS) & set(frame.columns):
-            from mlflow.exceptions import MlflowException
-
-            # The whole request is malformed (REST answers 400), unlike one bad row.
-            raise MlflowException.invalid_parameter_value(
-                "the input needs a 'path' column (file paths) or an 'audio' column (base64 file bytes)"
-            )
-        paths = frame["path"] if "path" in frame else [None] * len(frame)
-        audio = frame["audio"] if "audio" in frame else [None] * len(frame)
+        frame = checked_input(model_input)
         inputs, owners, errors = [], [], []
-        for row, (path, encoded) in enumerate(zip(paths, audio)):
+        for row, (path, encoded) in enumerate(input_rows(frame)):
             try:
                 clip = self.preprocessing.inputs(self.decode(path, encoded))
             except (BenchmarkError, OSError) as error:
@@ -101,17 +92,24 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
             errors.append(None)
             inputs.append(clip)
             owners.append(np.full(count(clip), row))
-        probabilities = np.full((len(frame), len(self.class_names)), np.nan)
-        best = np.zeros(len(frame), dtype=np.int64)
+        probabilities, best = self.score_rows(inputs, owners, len(frame))
+        return result_frame(probabilities, errors, self.class_names, best=best)
+
+    def score_rows(self, inputs: list, owners: list, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: scores (NaN for a row with no inputs) and label, from each row's inputs.
+
+        Every row's segments (one input per row without segments) go through the estimator in
+        one pass, then a vote per row, exactly as the test set was scored.
+        """
+        probabilities = np.full((n_rows, len(self.class_names)), np.nan)
+        best = np.zeros(n_rows, dtype=np.int64)
         if inputs:
-            # Every row's segments (one input per row without segments) in one pass, then a vote
-            # per row, exactly as the test set was scored.
             owner = np.concatenate(owners)
             rows, groups = np.unique(owner, return_inverse=True)
             scores, labels = aggregate_clips(predict_probabilities(self.estimator, concatenate(inputs)),
                                              groups, len(rows), self.preprocessing.vote)
             probabilities[rows], best[rows] = scores, labels
-        return result_frame(probabilities, errors, self.class_names, best=best)
+        return probabilities, best
 
     def decode(self, path: object, encoded: object) -> np.ndarray:
         """One row's samples: from the base64 ``audio`` value if given, else from ``path``."""
@@ -127,6 +125,26 @@ class AudioGenreModel(mlflow.pyfunc.PythonModel):
         if file.stat().st_size == 0:
             raise BenchmarkError(f"empty file: {file}")
         return load_audio(file, self.params.sample_rate)
+
+
+def checked_input(model_input) -> pd.DataFrame:
+    """The input as a frame with a ``path`` or ``audio`` column; else the whole call fails (REST: 400)."""
+    frame = pd.DataFrame(model_input)
+    if not set(INPUT_COLUMNS) & set(frame.columns):
+        from mlflow.exceptions import MlflowException
+
+        # The whole request is malformed (REST answers 400), unlike one bad row.
+        raise MlflowException.invalid_parameter_value(
+            "the input needs a 'path' column (file paths) or an 'audio' column (base64 file bytes)"
+        )
+    return frame
+
+
+def input_rows(frame: pd.DataFrame):
+    """``(path, audio)`` per row, None where the column is absent."""
+    paths = frame["path"] if "path" in frame else [None] * len(frame)
+    audio = frame["audio"] if "audio" in frame else [None] * len(frame)
+    return zip(paths, audio)
 
 
 #: What a served model says to every ``path`` row.

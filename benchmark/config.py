@@ -36,6 +36,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    model_serializer,
     model_validator,
 )
 
@@ -435,6 +436,51 @@ class TuningConfig(_Section):
         }
 
 
+def _ensemble_members(value: Any) -> str | tuple[str, ...]:
+    if value == "auto":
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise ValueError(f'"auto" or a list of model names, got {value!r}')
+
+
+#: How an ensemble's members are weighted (:mod:`benchmark.ensemble.select`): ``greedy``, Caruana's
+#: forward selection with replacement on validation predictions; ``mean``, equal weights.
+ENSEMBLE_METHODS = ("greedy", "mean")
+#: The model name an ensemble's runs carry; no model entry may take it.
+ENSEMBLE_MODEL = "ensemble"
+
+
+class EnsembleConfig(_Section):
+    """``[ensemble]``: one ensemble per (seed, split) of a batch, formed once its units finish."""
+
+    #: ``"auto"``: every model of the batch; else a list of the batch's model names (two or more).
+    members: Annotated[Any, PlainValidator(_ensemble_members)] = "auto"
+    method: Literal[ENSEMBLE_METHODS] = "greedy"
+    #: ``greedy``: how many picks (with replacement) make the ensemble; a member's weight is its
+    #: share of the picks.
+    size: Annotated[int, Field(ge=2)] = 5
+
+    @model_validator(mode="after")
+    def _check_members(self):
+        if self.members != "auto":
+            if len(self.members) < 2:
+                raise ValueError(f"members: an ensemble needs two models or more, got {list(self.members)}")
+            if len(set(self.members)) != len(self.members):
+                raise ValueError(f"members lists a model twice: {list(self.members)}")
+        return self
+
+    def members_of(self, models) -> list[str]:
+        """The member names in a batch of ``models``: a user error where one is not in it."""
+        if self.members == "auto":
+            return list(models)
+        missing = [name for name in self.members if name not in models]
+        if missing:
+            raise BenchmarkError(f"ensemble.members: {', '.join(missing)} not in this run's models "
+                                 f"({', '.join(models)})")
+        return list(self.members)
+
+
 class ExperimentConfig(_Section):
     """A whole experiment, as loaded from one TOML file plus overrides."""
 
@@ -448,6 +494,17 @@ class ExperimentConfig(_Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     model: dict[str, ModelSettings] = {}
     tuning: TuningConfig = TuningConfig()
+    #: Unset: no ensemble.
+    ensemble: EnsembleConfig | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_ensemble(self, handler):
+        # No ``ensemble`` key without one: the config, params and unit records of experiments
+        # without an ensemble stay what they were before ensembles existed.
+        values = handler(self)
+        if self.ensemble is None:
+            values.pop("ensemble", None)
+        return values
 
     @model_validator(mode="after")
     def _check_model_entries(self):
@@ -627,6 +684,9 @@ def _check_models(config: ExperimentConfig, origin: str) -> None:
             get_model_spec(config.architecture_of(name))
         except BenchmarkError as error:
             raise BenchmarkError(f"{origin}: run.models: {error}") from None
+    if config.ensemble is not None and (ENSEMBLE_MODEL in config.run.models or ENSEMBLE_MODEL in config.model):
+        # (Its members are checked when a batch starts: --model may run other models than run.models.)
+        raise BenchmarkError(f"{origin}: {ENSEMBLE_MODEL!r} names the ensemble's runs: call the model otherwise")
     for name in dict.fromkeys([*config.run.models, *config.model]):
         settings = config.model_settings(name)
         architecture = config.architecture_of(name)
@@ -678,6 +738,17 @@ def check_model_inputs(config: ExperimentConfig, names: Iterable[str], origin: s
             raise BenchmarkError(f"{origin}: {error}") from None
         if missing := spec.adapter.missing_inputs(features):
             raise BenchmarkError(f"{origin}: model.{name}: {missing.replace('<name>', name)}")
+
+
+def check_ensemble_models(config: ExperimentConfig, models, origin: str | None = None) -> None:
+    """The ensemble's members are among ``models`` (the batch's), and no model takes its name."""
+    prefix = f"{origin}: " if origin else ""
+    if ENSEMBLE_MODEL in models or ENSEMBLE_MODEL in config.model:
+        raise BenchmarkError(f"{prefix}{ENSEMBLE_MODEL!r} names the ensemble's runs: call the model otherwise")
+    try:
+        config.ensemble.members_of(list(models))
+    except BenchmarkError as error:
+        raise BenchmarkError(f"{prefix}{error}") from None
 
 
 def _apply_override(merged: dict[str, Any], override: str) -> None:

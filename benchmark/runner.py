@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import shlex
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -268,8 +269,12 @@ def run_experiment(
         log.info("resuming: %d of %d units finished already, %d to run", len(done), len(units), len(todo))
     for name, setup in setups.items():
         log.info("  %s: %s", name, setup.describe())
+    from benchmark.ensemble.unit import check_before_training
+
+    check_before_training(config, model_names, [] if plan is None else list(plan.done.values()))
     needed = list(dict.fromkeys(unit.model for unit in todo))
     prepared = prepare_models(config, needed, progress=progress) if needed else {}
+    check_before_training(config, model_names, prepared=prepared)
     protocol = next(iter(prepared.values())).plan.protocol if prepared else config.split.protocol
     context = BatchContext(config, prepared, setups, experiment_id, batch_id, uri, list(model_names),
                             {} if plan is None else plan.todo, claims_run)
@@ -282,8 +287,14 @@ def run_experiment(
     except (KeyboardInterrupt, BenchmarkError) as stopped:  # Ctrl-C; a unit's failure on Ray
         stopped.add_note(f"resume the batch: {command}")
         raise
+    try:
+        ensembles, ensemble_failures = _form_ensembles(context)
+    except (KeyboardInterrupt, BenchmarkError) as stopped:
+        stopped.add_note(f"resume the batch: {command}")
+        raise
     order = {unit: index for index, unit in enumerate(units)}
-    runs = sorted(done + runs, key=lambda row: order.get(_unit_of(row), 0))
+    runs = sorted(done + runs + ensembles, key=lambda row: order.get(_unit_of(row), len(order)))
+    failures = failures + ensemble_failures
     return BatchResult(batch_id, uri, experiment_id, protocol, runs, failures, len(done), command)
 
 
@@ -396,6 +407,21 @@ def _run_units(context: BatchContext, units: Sequence[Unit], keep_going: bool, f
                 runs.append(row)
         claimed = []
     return runs, failures
+
+
+def _form_ensembles(context: BatchContext) -> tuple[list[RunSummary], list[UnitFailure]]:
+    """Once the batch's units ran: its ensembles, one per (seed, split) (:mod:`benchmark.ensemble`)."""
+    from benchmark.ensemble.unit import form_batch_ensembles
+
+    started = time.perf_counter()
+    with stage("ensemble", "ensemble"):
+        runs, failed = form_batch_ensembles(context.config, context.models, experiment_id=context.experiment_id,
+                                            batch_id=context.batch_id)
+    if runs or failed:
+        log.info("ensembles: %d finished, %d not formed, in %.1f s", len(runs), len(failed),
+                 time.perf_counter() - started)
+    return ([RunSummary.of_run(run) for run in runs],
+            [UnitFailure(unit.model, unit.seed, unit.split_index, None, reason) for unit, reason in failed])
 
 
 @dataclass

@@ -98,6 +98,9 @@ class RunResult:
     evaluation: Evaluation | None
     prepared: PreparedData = field(repr=False)
     data: SplitData = field(repr=False)
+    #: The same scores on the validation clips (``validation_predictions.csv``, from which an
+    #: ensemble is chosen); None where the test split was not touched or there are none.
+    validation: Evaluation | None = None
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -171,7 +174,21 @@ def fit_and_score(
             evaluation = evaluate_model(estimator, test.x, test.y, prepared.class_names,
                                         clips=test.track_indices, vote=prepared.vote,
                                         batch_size=setup.training.batch_size)
-    return RunResult(unit, setup, estimator, fit, evaluation, prepared, data)
+            validation = _score_validation(estimator, valid, prepared, setup)
+    return RunResult(unit, setup, estimator, fit, evaluation, prepared, data, validation)
+
+
+def _score_validation(estimator, valid, prepared: PreparedData, setup: ModelSetup) -> Evaluation | None:
+    """The fitted model's per-clip scores on the validation clips, voted as the test clips are.
+
+    After the test scoring, and inference only: the run's own results do not change.
+    """
+    from benchmark.evaluate import evaluate_model
+
+    if len(valid.y) == 0:
+        return None
+    return evaluate_model(estimator, valid.x, valid.y, prepared.class_names, clips=valid.track_indices,
+                          vote=prepared.vote, batch_size=setup.training.batch_size)
 
 
 def nonfinite_reason(fit: FitReport, training: TrainConfig) -> str:

@@ -102,6 +102,8 @@ def add_promote(verbs) -> None:
     add_batch_options(promote)
     promote.add_argument("--metric", default="test_accuracy", metavar="NAME",
                          help="metric that picks the best run (default: %(default)s)")
+    promote.add_argument("--model", metavar="NAME",
+                         help="only this model's runs (`--model ensemble`: the batch's best ensemble run)")
     add_tracking_option(promote)
     promote.set_defaults(handler=_promote)
 
@@ -109,7 +111,8 @@ def add_promote(verbs) -> None:
 def _promote(args) -> int:
     from benchmark.serving.promote import promote
 
-    result = promote(args.experiment, batch_id=args.batch, metric=args.metric, tracking_uri=args.tracking_uri)
+    result = promote(args.experiment, batch_id=args.batch, metric=args.metric, tracking_uri=args.tracking_uri,
+                     model=args.model)
     direction = "lower" if result.lower_is_better else "higher"
     print(f"best of {result.candidates} runs in batch {result.batch_id} of experiment {result.experiment!r}: "
           f"{result.run_name} (run {result.run_id})")
@@ -180,6 +183,10 @@ def add_latency(verbs) -> None:
     latency.add_argument("--batch-size", type=int, default=32, metavar="N", help="(default: %(default)s)")
     latency.add_argument("--no-end-to-end", action="store_true",
                          help="skip the audio-file-to-genre timing (saves writing each model)")
+    latency.add_argument("--model-uri", nargs="+", metavar="URI",
+                         help="instead: time these logged audio models end to end (a run's audio_model_uri, "
+                         "models:/genre-classifier@champion; an ensemble's)")
+    add_tracking_option(latency)
     latency.set_defaults(handler=_latency)
 
 
@@ -192,8 +199,14 @@ def _latency(args) -> int:
         get_model_spec(name)  # Unknown names fail before anything is built.
     import os
 
-    from benchmark.serving.latency import measure_latency, render_latency
+    from benchmark.serving.latency import measure_latency, measure_model_latency, render_latency
 
+    if args.model_uri:
+        table = measure_model_latency(args.model_uri, repeats=args.repeats, tracking_uri=args.tracking_uri)
+        print(f"inference on this machine ({os.cpu_count()} CPU cores), logged audio models, a 10 s wav file "
+              f"to its genre, median of {args.repeats} timed calls after warm-up; times in ms")
+        print(render_latency(table))
+        return 0
     table = measure_latency(args.experiment, args.model, repeats=args.repeats, batch_size=args.batch_size,
                             end_to_end=not args.no_end_to_end)
     print(f"inference on this machine ({os.cpu_count()} CPU cores), untrained networks, "

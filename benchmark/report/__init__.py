@@ -101,9 +101,13 @@ def _write_files(folder: Path, batch_data, analysis, run_id: str) -> list[Path]:
         heatmap = figures.save(figures.f1_heatmap_figure(analysis.f1), folder, "per_class_f1.png")
     if not analysis.bands.empty:
         curves = figures.save(figures.curves_figure(analysis.bands, colours), folder, "training_curves.png")
+    from benchmark.report.ensemble import ensemble_section
+
+    ensemble = ensemble_section(batch_data.runs, analysis.board, analysis.significance)
     markdown = "\n\n".join([
         sections.header(batch_data, run_id),
         sections.leaderboard_section(batch_data, analysis, accuracy),
+        *([ensemble] if ensemble else []),
         sections.significance_section(analysis),
         sections.confusion_section(batch_data, analysis, counts, normalised),
         sections.per_class_section(analysis, heatmap),

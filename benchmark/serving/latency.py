@@ -74,6 +74,29 @@ def measure_latency(
     return pd.DataFrame(rows)
 
 
+def measure_model_latency(model_uris: Sequence[str], *, repeats: int = 30, tracking_uri: str | None = None,
+                          sample_rate: int = 22050) -> pd.DataFrame:
+    """One row per logged audio model (a run's, a promoted version, an ensemble's): end to end,
+    a 10 s wav file to its genre through the loaded pyfunc, the median of ``repeats`` calls.
+
+    Trained models, as served: for an ensemble, every member decodes, computes its inputs and
+    scores, so this is the figure to compare with a single model's ``end_to_end_ms``.
+    """
+    from benchmark.serving.predict import load_audio_model
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="benchmark-latency-") as folder:
+        clip = _write_clip(Path(folder) / "clip.wav", sample_rate)
+        request = pd.DataFrame({"path": [str(clip)]})
+        for uri in model_uris:
+            model = load_audio_model(uri, tracking_uri)
+            inner = model.unwrap_python_model()
+            members = getattr(inner, "members", None)
+            rows.append({"model_uri": uri, "members": ", ".join(members) if members else "",
+                         "end_to_end_ms": median_ms(lambda: model.predict(request), repeats)})  # noqa: B023
+    return pd.DataFrame(rows)
+
+
 def _write_clip(path: Path, sample_rate: int) -> Path:
     """A 10 s synthetic rock clip as 16-bit wav: what an upload would be."""
     import soundfile
@@ -147,6 +170,8 @@ def _end_to_end_ms(network, params, clip: Path, repeats: int) -> float:
 
 def render_latency(table: pd.DataFrame) -> str:
     """The table as aligned text, times in ms to one decimal, parameters with separators."""
+    if "model_uri" in table:  # logged models (``--model-uri``)
+        return table.to_string(index=False, formatters={"end_to_end_ms": "{:,.1f}".format})
     leading = ["experiment", "input", "network", "parameters"]
     ordered = table[leading + [column for column in table.columns if column not in leading]]
     formatters = {column: "{:,.1f}".format for column in ordered.columns

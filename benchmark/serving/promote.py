@@ -49,11 +49,13 @@ def promote(
     metric: str = DEFAULT_METRIC,
     tracking_uri: str | None = None,
     registered_model: str = REGISTERED_MODEL,
+    model: str | None = None,
 ) -> Promotion:
     """Register the best audio model of a batch as champion.
 
     The batch is ``batch_id`` of ``experiment``; by default the latest batch, of the experiment
-    of the most recent training run when ``experiment`` is None too.
+    of the most recent training run when ``experiment`` is None too; ``model`` keeps only that
+    model's runs (``ensemble``: the batch's ensembles).
     """
     import mlflow
     from mlflow import MlflowClient
@@ -66,6 +68,12 @@ def promote(
     candidates = client.search_runs([batch.experiment_id],
                                     filter_string=tracking.batch_runs_filter(batch_id, finished=True))
     candidates = [run for run in candidates if run.data.tags.get("audio_model_uri")]
+    if model is not None:  # one model's runs: ``ensemble`` promotes the batch's best ensemble
+        models = sorted({run.data.tags.get("model", "") for run in candidates})
+        candidates = [run for run in candidates if run.data.tags.get("model") == model]
+        if not candidates:
+            raise BenchmarkError(f"batch {batch_id!r} has no finished run of model {model!r} with an audio model "
+                                 f"(models: {', '.join(models) or 'none'})")
     if not candidates:
         raise BenchmarkError(
             f"batch {batch_id!r} of experiment {experiment!r} has no finished run with an audio model "
