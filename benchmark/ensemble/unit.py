@@ -108,8 +108,13 @@ def _ensemble_unit(client, config, models, members: dict[str, object], unit: Uni
 
 def log_ensemble_run(client, config, models, members: dict[str, object], unit: Unit, settings: dict, key: str,
                      supersedes: Sequence[str], *, experiment_id: str, batch_id: str):
-    """Choose the weights, score the test clips and log it all in one run; the finished run."""
+    """Choose the weights, score the test clips and log it all in one run; the finished run.
+
+    The run is claimed like any unit (:mod:`benchmark.claims`): where another command holds
+    this ensemble, its run is the result once it finished (formed here after all if it died).
+    """
     from benchmark import tracking
+    from benchmark.claims import ClaimedElsewhere, claim, find_claims_run, wait_for, withdraw
     from benchmark.liveness import owner_tags
     from benchmark.provenance import provenance_tags
 
@@ -127,23 +132,42 @@ def log_ensemble_run(client, config, models, members: dict[str, object], unit: U
     formed = form_ensemble({member: pair[0] for member, pair in tables.items()},
                            {member: pair[1] for member, pair in tables.items()},
                            method=config.ensemble.method, size=config.ensemble.size)
-    with tracking.tracked_run(experiment_id, name, tags) as run_id:
-        try:
-            for earlier in supersedes:
-                client.set_tag(earlier, SUPERSEDED_TAG, run_id)
-            metrics = _metrics(formed, members, seconds=time.perf_counter() - started)
-            tracking.log_params(_params(config, formed, members))
-            tracking.log_metrics(metrics)
-            with tempfile.TemporaryDirectory(prefix="benchmark-ensemble-run-") as folder:
-                _write_artifacts(Path(folder), config, models, formed, members, settings, name)
-                tracking.log_artifacts(Path(folder))
-            _log_audio_model(formed, members)
-        except Exception as error:
-            tracking.record_failure(error)
-            raise
+
+    run_id = None
+    try:
+        with tracking.tracked_run(experiment_id, name, tags) as run_id:
+            claim(client, find_claims_run(client, experiment_id, batch_id), key, run_id)
+            _log_formed(client, config, models, members, formed, settings, name, supersedes, run_id, started)
+    except ClaimedElsewhere as claimed:
+        withdraw(client, run_id)
+        holder = wait_for(client, claimed.holder_run_id, name)
+        if holder is not None and holder.info.status == "FINISHED":
+            return holder
+        return log_ensemble_run(client, config, models, members, unit, settings, key, supersedes,
+                                experiment_id=experiment_id, batch_id=batch_id)  # its holder died: form it here
+    return client.get_run(run_id)
+
+
+def _log_formed(client, config, models, members: dict[str, object], formed: EnsemblePredictions, settings: dict,
+                name: str, supersedes: Sequence[str], run_id: str, started: float) -> None:
+    """Log a formed ensemble into its (claimed, active) run ``run_id``."""
+    from benchmark import tracking
+
+    try:
+        for earlier in supersedes:
+            client.set_tag(earlier, SUPERSEDED_TAG, run_id)
+        metrics = _metrics(formed, members, seconds=time.perf_counter() - started)
+        tracking.log_params(_params(config, formed, members))
+        tracking.log_metrics(metrics)
+        with tempfile.TemporaryDirectory(prefix="benchmark-ensemble-run-") as folder:
+            _write_artifacts(Path(folder), config, models, formed, members, settings, name)
+            tracking.log_artifacts(Path(folder))
+        _log_audio_model(formed, members)
+    except Exception as error:
+        tracking.record_failure(error)
+        raise
     log.info("%s: members %s, test accuracy %.4f", name,
              ", ".join(f"{member} {weight:.2f}" for member, weight in formed.weights.items()), metrics["test_accuracy"])
-    return client.get_run(run_id)
 
 
 def _log_audio_model(formed: EnsemblePredictions, members: dict[str, object]) -> str:
