@@ -614,6 +614,13 @@ def _featurize_chunk(paths: list[Path], params: FeatureParams, cache_dir: Path, 
     return results
 
 
+#: NumPy parses a ``.npy`` header with ``ast.literal_eval``, and CPython 3.11's parser is not safe
+#: to enter from several threads at once: the I/O threads reading cache entries raised
+#: ``SystemError: AST constructor recursion depth mismatch`` (seen in a test run). Opening a
+#: map is only the header, so one at a time costs nothing measurable.
+_npy_header_lock = threading.Lock()
+
+
 def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
     """A cached entry, or None where it is absent or not a complete, well-formed entry."""
     if not entry.is_file():
@@ -621,7 +628,8 @@ def _read_cache_entry(entry: Path, params: FeatureParams) -> np.ndarray | None:
     try:
         # A spectrogram is mapped, not read: assembling reads it once, a clip at a time, so the
         # whole set is never held (a truncated file fails here, as it fails to load).
-        array = np.load(entry, allow_pickle=False, mmap_mode=None if params.is_vector else "r")
+        with _npy_header_lock:
+            array = np.load(entry, allow_pickle=False, mmap_mode=None if params.is_vector else "r")
     except (OSError, ValueError, EOFError):
         log.warning("ignoring unreadable cache entry %s; recomputing", entry)
         return None
