@@ -27,7 +27,6 @@ import logging
 import multiprocessing
 import os
 import pickle
-import select
 import signal
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from benchmark.backend import current_backend, device_in_use, quiet_backend_logs, with_memory_policy
 from benchmark.errors import BenchmarkError
+from benchmark.processes import wait_for_exit
 
 if TYPE_CHECKING:
     from benchmark.runner import BatchContext, RunSummary
@@ -52,8 +52,6 @@ PRELOADED = ("benchmark.runner", "benchmark.tracking", "benchmark.models", "benc
              "benchmark.audio_model", "benchmark.liveness", "benchmark.provenance", "benchmark.plots",
              "benchmark.artifacts", "keras", "mlflow", "mlflow.pyfunc", "mlflow.keras",
              "mlflow.store.tracking.sqlalchemy_store", "git")
-#: Seconds between looks at the batch's process, where it cannot be waited on (no pidfd).
-WATCH_SECONDS = 1.0
 #: Seconds a unit's process gets to mark its run KILLED after SIGTERM, before SIGKILL.
 STOP_GRACE_SECONDS = 30.0
 _PENDING = object()  # no outcome received yet
@@ -257,28 +255,10 @@ def _die_with(batch_pid: int) -> None:
     parent-death signal would not do.
     """
     def watch() -> None:
-        try:
-            handle = os.pidfd_open(batch_pid)  # readable once the process has ended (Linux >= 5.3)
-        except (AttributeError, OSError):
-            handle = None
-        if handle is not None:
-            select.select([handle], [], [])
-        else:
-            while _alive(batch_pid):
-                time.sleep(WATCH_SECONDS)
+        wait_for_exit(batch_pid)
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="batch watchdog", daemon=True).start()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _portable(error: BaseException) -> BaseException:

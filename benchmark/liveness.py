@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+from benchmark.processes import alive
+
 log = logging.getLogger(__name__)
 
 #: How long a lease lasts, and how often a live run renews it (well inside the lease, so a
@@ -69,7 +71,7 @@ def death_reason(tags: Mapping[str, str], *, now: float | None = None) -> str | 
         return None
     if host == machine_id():
         started = tags.get(PID_START_TAG, "")
-        if not _alive(int(pid)) or (started and process_start(int(pid)) not in ("", started)):
+        if not alive(int(pid)) or (started and process_start(int(pid)) not in ("", started)):
             return f"process {pid} on {host} is gone"
         return None
     lease = tags.get(LEASE_TAG)
@@ -135,18 +137,6 @@ class Lease:
 
 def _lease_from_now() -> str:
     return f"{time.time() + LEASE_SECONDS:.0f}"
-
-
-def _alive(pid: int) -> bool:
-    if _read(Path(f"/proc/{pid}/stat")).rpartition(")")[2].split()[:1] == ["Z"]:
-        return False  # a zombie: dead, only not yet waited for by its parent
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by another user
-        return True
-    return True
 
 
 def _read(path: Path) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXCERPTS, free_port, write_clip
+from tests.helpers import EXCERPTS, free_port, plant_champion, write_clip
 
 
 @pytest.fixture(scope="session")
@@ -103,3 +103,13 @@ def postgres():
 def postgres_url(postgres) -> str:
     """The URL of a fresh database ``optuna`` on a real PostgreSQL server."""
     return postgres("optuna")
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory, shared_cache):
+    """A store whose genre-classifier@champion is a planted (untrained) smoke audio model."""
+    folder = tmp_path_factory.mktemp("champion")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
+        patch.chdir(folder)
+        return plant_champion(folder)

@@ -28,7 +28,6 @@ from tests.helpers import (
     PROJECT_ROOT,
     assert_user_error,
     free_port,
-    plant_champion,
     run_cli,
     served_model,
     sigint_as_in_a_terminal,
@@ -491,16 +490,6 @@ def test_verify_cli_reports_a_truncated_wav_and_min_seconds_is_a_config_key(tmp_
     assert result.returncode == 1, result.stderr  # before: 0, the cut clip counted as 0.0 s of jazz
     assert "not possible" not in result.stdout
     assert "jazz/cut.wav: truncated: its header announces 44100 frames" in result.stdout
-
-
-@pytest.fixture(scope="module")
-def champion(tmp_path_factory, shared_cache):
-    """A store whose genre-classifier@champion is a planted (untrained) smoke audio model."""
-    folder = tmp_path_factory.mktemp("champion")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
-        patch.chdir(folder)
-        return plant_champion(folder)
 
 
 def test_predict_reports_a_truncated_wav_as_an_error_row(champion, tmp_path):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Planter, assert_user_error, plant_champion, run_cli, write_clip
+from tests.helpers import Planter, assert_user_error, run_cli, write_clip
 
 #: A file name that is not valid UTF-8 (0xC3 opens a two-byte sequence that "(" does not end),
 #: as Python sees it: the bad byte as a lone surrogate.
@@ -149,16 +149,6 @@ def test_verify_lists_a_name_that_is_not_utf8_escaped_and_writes_its_manifest(no
     assert blues[1:3] == ["5", "5"]  # five files, five decodable
     row = next(line for line in (tmp_path / "m.csv").read_text().splitlines() if "bad2" in line)
     assert row.startswith(f"blues/{NOT_UTF8_SHOWN},blues,") and ",True," in row
-
-
-@pytest.fixture(scope="module")
-def champion(tmp_path_factory, shared_cache):
-    """A store whose genre-classifier@champion is a planted (untrained) smoke audio model."""
-    folder = tmp_path_factory.mktemp("champion")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("GENRE_BENCHMARK_CACHE", str(shared_cache))
-        patch.chdir(folder)
-        return plant_champion(folder)
 
 
 @pytest.mark.slow  # a planted champion and two predict commands: over 20 s on a busy 2-core machine

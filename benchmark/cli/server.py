@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -23,11 +22,10 @@ import sys
 import time
 
 from benchmark.errors import BenchmarkError
+from benchmark.processes import wait_for_exit
 
 #: Seconds a stopped server gets to end on SIGTERM before its group is killed.
 GRACE_SECONDS = 15
-#: Seconds between looks at the verb's process, where it cannot be waited on (no pidfd).
-WATCH_SECONDS = 0.5
 HOST = "127.0.0.1"
 
 
@@ -98,32 +96,6 @@ def watch(verb_pid: int, group: int) -> None:
     """Wait until ``verb_pid`` has ended, then stop process group ``group`` (SIGTERM, then SIGKILL)."""
     wait_for_exit(verb_pid)
     stop_group(group)  # nothing left to stop where the verb stopped it before it ended
-
-
-def wait_for_exit(pid: int) -> None:
-    """Return once process ``pid`` (not a child of this one) has ended."""
-    try:
-        handle = os.pidfd_open(pid)  # readable once the process has ended (Linux >= 5.3)
-    except ProcessLookupError:
-        return
-    except (AttributeError, OSError):
-        handle = None
-    if handle is not None:
-        select.select([handle], [], [])
-        os.close(handle)
-        return
-    while _alive(pid):
-        time.sleep(WATCH_SECONDS)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _group_alive(group: int) -> bool:

@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError
 from benchmark.paths import CACHE_ENV, writable_cache_root
+from benchmark.processes import alive
 
 log = logging.getLogger(__name__)
 
@@ -147,16 +148,7 @@ def _remove_stale(root: Path) -> None:
     """Remove the scratch folders of processes that no longer run (killed before they could)."""
     for folder in root.iterdir():
         owner = folder.name.partition("-")[0]
-        if owner.isdigit() and not _alive(int(owner)):
+        if owner.isdigit() and not alive(int(owner)):
             log.debug("removing %s, left by process %s", folder, owner)
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
     return True
