@@ -228,3 +228,25 @@ def test_fcnn_learns_the_smoke_training_set_on_this_backend():
     estimator.fit(train.x, train.y, valid.x, valid.y, training=config.train, seed=0)
     accuracy = np.mean(estimator.predict_proba(train.x).argmax(axis=1) == train.y)
     assert accuracy >= 3 / classes, f"training accuracy {accuracy:.2f} on {current_backend()} (chance {1 / classes:.2f})"
+
+
+def test_a_jax_network_trains_and_saves_without_importing_tensorflow(tmp_path):
+    # Keras imports TensorFlow, whenever it is installed, to seed it and while saving: under
+    # JAX that cost every unit's process seconds and two CUDA-probing log lines (issue 23).
+    pytest.importorskip("jax", reason="the JAX backend is not installed in this environment")
+    script = """
+import sys
+import numpy as np
+from benchmark.config import TrainConfig
+from benchmark.models import create_estimator
+x, y = np.random.default_rng(0).random((16, 48, 40), dtype=np.float32), np.arange(16) % 4
+estimator = create_estimator("fcnn", (48, 40), 4, units=8, n_layers=1)
+estimator.fit(x, y, x, y, training=TrainConfig(epochs=1, batch_size=8), seed=0)
+estimator.save(sys.argv[1])
+print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                            env={**os.environ, "KERAS_BACKEND": "jax"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "tensorflow imported: False" in result.stdout
+    assert "cuda drivers" not in result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -45,7 +46,30 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and the Keras backend so a run repeats exactly on the same backend."""
     import keras
 
+    keep_tensorflow_out()
     keras.utils.set_random_seed(int(seed))
+
+
+def keep_tensorflow_out() -> None:
+    """Under JAX or PyTorch, tell Keras that TensorFlow is absent, where nothing imported it yet.
+
+    Keras imports TensorFlow whenever it is installed: to seed it too (``set_random_seed``, for
+    ``tf.data`` pipelines) and to ask whether an object it saves is a ``tf.TensorShape``. In a
+    JAX or PyTorch unit that cost seconds and two CUDA-probing log lines per unit, for nothing
+    the harness uses (it feeds arrays or a ``PyDataset``, never ``tf.data``; no object can be a
+    TensorFlow type while TensorFlow is not imported). Keras's own availability flag says so for
+    the rest of the process; a Keras without that flag keeps its own way.
+    """
+    import keras
+
+    if keras.backend.backend() == "tensorflow" or "tensorflow" in sys.modules:
+        return
+    try:
+        from keras.src.utils.module_utils import tensorflow as lazy_tensorflow
+    except ImportError:
+        return
+    if getattr(lazy_tensorflow, "_available", True) is None:  # not asked yet
+        lazy_tensorflow._available = False
 
 
 class KerasNetwork(RegisteredEstimator):
