@@ -99,7 +99,7 @@ def _seed(value: Any) -> int:
     # One message with the range, for a seed in a file, in --set or in --seeds alike.
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEED:
         return value
-    raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED} (got {value!r})")
+    raise ValueError(f"a seed is a whole number from 0 to {MAX_SEED} (got {_given(value)})")
 
 
 #: A random seed (:data:`MAX_SEED`).
@@ -110,7 +110,7 @@ def _jit_compile(value: Any) -> str | bool:
     # One message for the union (pydantic would name each branch), and ``1`` is not ``true``.
     if value == "auto" or isinstance(value, bool):
         return value
-    raise ValueError(f"should be 'auto', true or false (got {value!r})")
+    raise ValueError(f"should be 'auto', true or false (got {_given(value)})")
 
 
 #: ``jit_compile``: Keras's own choice (``auto``), or XLA on/off (:class:`TrainConfig`).
@@ -121,7 +121,7 @@ def _feed(value: Any) -> str:
     # One message naming the choices, as for jit_compile.
     if isinstance(value, str) and value in FEEDS:
         return value
-    raise ValueError(f"should be 'auto', 'memory' or 'stream' (got {value!r})")
+    raise ValueError(f"should be 'auto', 'memory' or 'stream' (got {_given(value)})")
 
 
 #: ``feed``: whole arrays, batch by batch, or by size (:class:`TrainConfig`).
@@ -136,7 +136,7 @@ def _mixed_precision(value: Any) -> bool | str:
     # One message naming the choices, and ``1`` is not ``true``.
     if isinstance(value, bool) or (isinstance(value, str) and value in PRECISIONS):
         return value
-    raise ValueError(f"should be false, 'float16', 'bfloat16' or 'auto' (true means 'float16'; got {value!r})")
+    raise ValueError(f"should be false, 'float16', 'bfloat16' or 'auto' (true means 'float16'; got {_given(value)})")
 
 
 #: ``mixed_precision``: one of :data:`PRECISIONS` (:class:`TrainConfig`).
@@ -792,6 +792,11 @@ def flatten(node: Mapping[str, Any], prefix: str = ""):
             yield from flatten(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def _given(value: Any) -> str:
+    """A value a validator refuses, as the user wrote it: TOML's ``true``/``false``, else its repr."""
+    return str(value).lower() if isinstance(value, bool) else repr(value)
 
 
 def _shown(value: Any) -> str:
