@@ -168,7 +168,7 @@ def fit_and_score(
                             callbacks=callbacks, label=label)
     if not fit.finite:
         raise BenchmarkError(f"{label}: {nonfinite_reason(fit, setup.training)}")
-    evaluation = None
+    evaluation = validation = None
     if score_test:
         with stage("evaluate", unit.model):
             evaluation = evaluate_model(estimator, test.x, test.y, prepared.class_names,
