@@ -68,9 +68,11 @@ class FirstNonFiniteBatch(keras.metrics.Metric):
     """The number (1-based) of the epoch's first batch whose predictions hold a NaN or an
     infinity, or 0: kept on the device and read with the epoch's other logs.
 
-    The predictions stand for the loss: the networks end in a softmax and the loss is the
-    cross-entropy of its clipped probabilities, so the loss is non-finite exactly when a
-    prediction is. Keras resets metrics at each epoch's start, so the count is per epoch.
+    The predictions stand for the loss: a network trains on its logits
+    (:func:`benchmark.models.network.logits_view`), whose softmax cross-entropy Keras computes
+    stably, so the loss is non-finite exactly when a logit is (for a network without that view,
+    the cross-entropy of clipped probabilities, likewise). Keras resets metrics at each
+    epoch's start, so the count is per epoch.
     """
 
     def __init__(self, name: str = NONFINITE_METRIC, **kwargs):
