@@ -105,9 +105,9 @@ def test_a_worker_dying_in_data_features_is_one_error_line(tmp_path, user_numba_
                      "--no-progress", cwd=tmp_path, env=env, timeout=900)
     assert_user_error(result, "handcrafted statistics: the worker process computing ")
     last = result.stderr.strip().splitlines()[-1]
-    assert "jazz.00001.wav" in last and name in last and "run the command again" in last
+    assert "jazz.00001.wav" in last and name in last and "run the command again" in last, result.stderr
     assert not (tmp_path / "table.csv").exists()
-    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part"))
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob(".*.part")), sorted(tmp_path.iterdir())
 
 
 @pytest.mark.slow  # compiles librosa's functions twice: before, and after clearing
@@ -209,7 +209,9 @@ def features(data: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
 def test_first_extractions_killed_at_random_moments_never_break_the_next(tmp_path, whose):
     data = excerpt_tree(tmp_path / "data", per_genre=1, genres=("blues", "metal"))
     seed = random.randrange(1 << 30)
-    moments = random.Random(seed).sample(range(10, 400), 3)  # tenths of a second into a first extraction
+    # Tenths of a second into a first extraction: the compile it starts with takes 10-60 s, so
+    # two kills per cache owner (four in all) land in it at moments that differ from run to run.
+    moments = random.Random(seed).sample(range(10, 300), 2)
     for attempt, moment in enumerate(moments):
         cache = tmp_path / f"cache-{attempt}"
         env = environment(GENRE_BENCHMARK_CACHE=cache,
@@ -232,15 +234,15 @@ def test_first_extractions_killed_at_random_moments_never_break_the_next(tmp_pat
 @pytest.mark.parametrize("whose", ["harness", "user"])
 def test_two_first_extractions_at_once_both_succeed(tmp_path, whose):
     data = excerpt_tree(tmp_path / "data", per_genre=1, genres=("blues", "metal"))
-    for attempt in range(2):
-        cache = tmp_path / f"cache-{attempt}"
-        env = environment(GENRE_BENCHMARK_CACHE=cache,
-                          NUMBA_CACHE_DIR=cache / "user-numba" if whose == "user" else None)
-        both = [features(data, tmp_path / f"table-{attempt}-{index}.csv", env) for index in range(2)]
-        for index, process in enumerate(both):
-            _, stderr = process.communicate(timeout=1200)
-            assert process.returncode == 0, f"attempt {attempt}, process {index}:\n{stderr[-3000:]}"
-        shutil.rmtree(cache, ignore_errors=True)
+    # Before the fix, one of two such pairs died in about 1 of 3 tries; after it, the lock makes
+    # the outcome the same every time, so one pair per cache owner is the test.
+    cache = tmp_path / "cache"
+    env = environment(GENRE_BENCHMARK_CACHE=cache, NUMBA_CACHE_DIR=cache / "user-numba" if whose == "user" else None)
+    both = [features(data, tmp_path / f"table-{index}.csv", env) for index in range(2)]
+    for index, process in enumerate(both):
+        _, stderr = process.communicate(timeout=1200)
+        assert process.returncode == 0, f"process {index}:\n{stderr[-3000:]}"
+        assert len((tmp_path / f"table-{index}.csv").read_text().splitlines()) == 1 + 2
 
 
 @pytest.mark.batches
