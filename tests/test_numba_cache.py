@@ -93,6 +93,33 @@ def test_a_map_without_deaths_is_unchanged():
     assert map_in_processes(crash_on, ["a", "b", "c"], "SIGSEGV", workers=2, progress=False) == ["a", "b", "c"]
 
 
+#: A worker amid an item, SIGTERMed (as the pool ends the survivors once one died) while native
+#: code runs a Python callback: llvmlite's, as numba loads compiled code; here libc's qsort's.
+TERMINATED_IN_A_CALLBACK = """
+import ctypes, os, signal
+from benchmark.data import parallel
+parallel.tie_to_parent(os.getppid())
+parallel._busy = True  # as _run_item sets it around the item
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+def compare(first, second):
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # the handler runs here, between bytecodes, inside the callback
+    return 0
+values = (ctypes.c_int * 4)(4, 3, 2, 1)
+ctypes.CDLL(None).qsort(values, 4, ctypes.sizeof(ctypes.c_int), compare)
+print("carried on with the item")
+"""
+
+
+def test_a_worker_terminated_inside_a_native_callback_exits_without_a_traceback():
+    # Before: "Exception ignored on calling ctypes callback function" and a traceback on the
+    # command's stderr, above its one error line, and the worker carried on with the item.
+    done = subprocess.run([sys.executable, "-c", TERMINATED_IN_A_CALLBACK], capture_output=True, text=True,
+                          env=environment(), cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stdout == "" and done.stderr == ""
+
+
 # --- a worker's death, on the command line ----------------------------------------------------------
 
 @pytest.mark.slow  # compiles librosa's functions once for the module (10-60 s)

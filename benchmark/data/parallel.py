@@ -231,6 +231,7 @@ def tie_to_parent(parent_pid: int) -> None:
     process dies with its parent (``parent_pid``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_terminate)
+    sys.unraisablehook = _exit_where_termination_was_swallowed
     if sys.platform.startswith("linux"):
         import ctypes
 
@@ -269,6 +270,19 @@ def _on_terminate(signum, frame) -> None:
     if _busy:
         raise _Terminated  # unwound by _run_item, which then exits
     os._exit(128 + signum)
+
+
+def _exit_where_termination_was_swallowed(unraisable) -> None:
+    """``sys.unraisablehook`` of a worker: a :class:`_Terminated` that cannot unwind exits at once.
+
+    SIGTERM's handler raises wherever the worker is, and inside a callback from native code
+    (llvmlite calls one as numba loads compiled code) Python can only print the exception
+    ("Exception ignored on calling ctypes callback function", a traceback on the command's
+    stderr) and carry on with the item. The worker is being terminated: it exits, silently.
+    """
+    if isinstance(unraisable.exc_value, _Terminated):
+        os._exit(128 + signal.SIGTERM)
+    sys.__unraisablehook__(unraisable)
 
 
 def _run_item(function: Callable[..., Any], index: int, item: Any, *arguments: Any) -> Any:
