@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXCERPTS, free_port, plant_champion, write_clip
+# The helpers' asserts (assert_user_error...) report what they compared, as the tests' own do:
+# registered before the module is first imported, just below.
+pytest.register_assert_rewrite("tests.helpers")
+
+from tests.helpers import EXCERPTS, free_port, plant_champion, write_clip  # noqa: E402
 
 
 @pytest.fixture(scope="session")
